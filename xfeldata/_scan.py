@@ -1,0 +1,369 @@
+"""Effects: read the tiers of a file's index from an open h5py.File.
+
+Each function here takes an open ``h5py.File`` and returns one frozen record
+(see :mod:`xfeldata.core.records`). They read only what their tier needs, and
+turn every HDF5 problem into an xfeldata exception naming the file: a user
+never sees HDF5's error stack for a broken file.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import h5py
+import numpy as np
+
+from .core.records import (FileIndex, FileMeta, KeyInfo, SourceFileIndex,
+                           SourceKeys)
+from .core.validity import (aux_source_name, guess_validity, parse_source_list,
+                            validity_from_flag)
+from .exceptions import FileOpenError, FileStructureError
+
+__all__ = ['open_h5', 'scan_file_index', 'scan_file_meta', 'scan_source_index',
+           'scan_source_keys', 'scan_key_info', 'read_format_version']
+
+AUX_SECTIONS = ('REDUCTION', 'ERRATA')
+
+
+def open_h5(path) -> h5py.File:
+    """Open an HDF5 file read-only, with a clear error of ours on failure."""
+    try:
+        return h5py.File(path, 'r')
+    except FileNotFoundError:
+        raise
+    except PermissionError:
+        raise
+    except OSError as e:
+        if not os.path.exists(path):
+            raise FileNotFoundError(2, 'No such file', str(path)) from None
+        raise FileOpenError(str(path), _h5_problem(e)) from None
+
+
+def _h5_problem(e) -> str:
+    msg = str(e)
+    if 'file signature not found' in msg:
+        try:
+            size = os.stat(e.filename).st_size if getattr(e, 'filename', None) else None
+        except OSError:
+            size = None
+        return 'not an HDF5 file (empty or truncated?)' if size == 0 else \
+            'not an HDF5 file, or truncated / damaged (file signature not found)'
+    if 'truncated' in msg:
+        return 'file is truncated'
+    return msg.split('(', 1)[-1].rstrip(')') if '(' in msg else msg
+
+
+def _decode(v):
+    if isinstance(v, bytes):
+        return v.decode('utf-8', 'surrogateescape')
+    if isinstance(v, np.bytes_):
+        return bytes(v).decode('utf-8', 'surrogateescape')
+    return v
+
+
+def read_format_version(f: h5py.File) -> str:
+    try:
+        ds = f['METADATA/dataFormatVersion']
+    except KeyError:
+        return '0.5'
+    if not isinstance(ds, h5py.Dataset):
+        return '0.5'
+    try:
+        v = _decode(ds[0])
+    except Exception:
+        raise FileStructureError("unreadable METADATA/dataFormatVersion", f.filename)
+    return str(v)
+
+
+def _read_1d(f, path, what=None):
+    """Read a 1-D dataset, raising FileStructureError (not an HDF5 error)."""
+    try:
+        ds = f[path]
+    except KeyError:
+        raise FileStructureError(f"missing dataset {path}", f.filename) from None
+    except Exception as e:
+        raise FileStructureError(f"cannot open {path}: {e}", f.filename) from None
+    if not isinstance(ds, h5py.Dataset):
+        raise FileStructureError(f"{path} is not a dataset", f.filename)
+    if ds.ndim != 1:
+        raise FileStructureError(f"{path} has {ds.ndim} dimensions, expected 1", f.filename)
+    try:
+        return ds[()]
+    except Exception as e:
+        raise FileStructureError(f"cannot read {path}: {e}", f.filename) from None
+
+
+def _n_trains_and_ids(f):
+    raw = _read_1d(f, 'INDEX/trainId')
+    if raw.dtype.kind not in 'ui':
+        raise FileStructureError(f"INDEX/trainId has dtype {raw.dtype}, expected integers",
+                                 f.filename)
+    raw = raw.astype(np.uint64, copy=False)
+    nonzero = raw != 0
+    return int(nonzero.sum()), raw[nonzero]
+
+
+def _source_list(f, fmt):
+    base = 'METADATA/' if fmt == '0.5' else 'METADATA/dataSources/'
+    # Some 0.5-era files already used the dataSources group and vice versa.
+    alt = 'METADATA/dataSources/' if fmt == '0.5' else 'METADATA/'
+    entries = None
+    for b in (base, alt):
+        try:
+            ds = f[b + 'dataSourceId']
+        except KeyError:
+            continue
+        if isinstance(ds, h5py.Dataset) and ds.ndim == 1:
+            try:
+                entries = ds[()]
+            except Exception as e:
+                raise FileStructureError(f"cannot read {b}dataSourceId: {e}",
+                                         f.filename) from None
+            break
+    if entries is None:
+        raise FileStructureError("no source list (METADATA/dataSources/dataSourceId)",
+                                 f.filename)
+    try:
+        return parse_source_list(entries, f.filename)
+    except ValueError as e:
+        raise FileStructureError(str(e), f.filename) from None
+
+
+def _legacy_sources(f, instrument_sources):
+    legacy = {}
+    try:
+        inst = f['INSTRUMENT']
+    except KeyError:
+        return legacy
+    for src in instrument_sources:
+        try:
+            link = inst.get(src, getlink=True)
+        except Exception:
+            link = None
+        if isinstance(link, h5py.SoftLink):
+            target = link.path
+            if target.startswith('/INSTRUMENT/'):
+                legacy[src] = target[len('/INSTRUMENT/'):]
+    return legacy
+
+
+def _fast_1d(f, path):
+    """Read a small 1-D dataset with as few h5py calls as possible (opening path).
+
+    Returns None if it does not exist; anything unusual goes through the
+    careful reader, which raises FileStructureError.
+    """
+    try:
+        dsid = h5py.h5d.open(f.id, path.encode())
+    except KeyError:
+        return None
+    except Exception:
+        return _read_1d(f, path)
+    space = dsid.get_space()
+    if space.get_simple_extent_ndims() != 1:
+        return _read_1d(f, path)
+    (n,) = space.get_simple_extent_dims()
+    dt = dsid.dtype
+    if dt.kind not in 'uif':
+        return _read_1d(f, path)
+    out = np.empty(n, dtype=dt)
+    if n:
+        try:
+            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        except Exception as e:
+            raise FileStructureError(f"cannot read {path}: {e}", f.filename) from None
+    return out
+
+
+def scan_file_index(f: h5py.File, path=None, stat=None) -> FileIndex:
+    """Tier 0: train IDs, validity, source names and legacy names."""
+    path = os.path.abspath(path or f.filename)
+    if stat is None:
+        stat = os.stat(path)
+    fmt = read_format_version(f)
+    raw = _fast_1d(f, 'INDEX/trainId')
+    if raw is None:
+        raise FileStructureError("missing dataset INDEX/trainId", path)
+    if raw.dtype.kind not in 'ui':
+        raise FileStructureError(f"INDEX/trainId has dtype {raw.dtype}, expected integers",
+                                 path)
+    raw = raw.astype(np.uint64, copy=False)
+    tids = raw[raw != 0]
+    ntrains = len(tids)
+    flag = None if fmt == '0.5' else _fast_1d(f, 'INDEX/flag')
+    if flag is None:
+        valid = guess_validity(tids)
+    else:
+        flag = flag[:ntrains]
+        if len(flag) < ntrains:
+            raise FileStructureError(
+                f"INDEX/flag has {len(flag)} entries for {ntrains} trains", path)
+        if fmt == '1.1':
+            warnings.warn(f"{os.path.basename(path)}: format 1.1 flags are inverted; "
+                          "validation of 1.1 files is only partly supported", stacklevel=3)
+        valid = validity_from_flag(flag, fmt)
+    # Zero train IDs in the middle shift the per-train arrays (FORMAT.md 2.3):
+    # the flag was truncated to ntrains above, which equals len(tids).
+    control, instrument = _source_list(f, fmt)
+    legacy = _legacy_sources(f, instrument) if instrument else {}
+    return FileIndex.build(path, stat.st_size, stat.st_mtime, tids, valid,
+                           control, instrument.keys(), legacy)
+
+
+def scan_file_meta(f: h5py.File) -> FileMeta:
+    """Tier 1: format version, run metadata, timestamps, auxiliary and RUN sources."""
+    fmt = read_format_version(f)
+    ntrains, _ = _n_trains_and_ids(f)
+    if fmt == '0.5':
+        metadata = {'dataFormatVersion': '0.5'}
+    else:
+        metadata = {}
+        md = f.get('METADATA')
+        if md is not None:
+            for name, obj in md.items():
+                if isinstance(obj, h5py.Dataset):
+                    try:
+                        v = obj[0] if obj.shape and obj.shape[0] else None
+                    except Exception:
+                        continue
+                    v = _decode(v)
+                    if isinstance(v, np.generic):
+                        v = v.item()
+                    metadata[name] = v
+    timestamps = None
+    if 'INDEX/timestamp' in f:
+        try:
+            ts = f['INDEX/timestamp'][:ntrains]
+            if len(ts) == ntrains:
+                timestamps = ts.astype(np.uint64, copy=False)
+        except Exception:
+            timestamps = None
+    aux = {}
+    for sect in AUX_SECTIONS:
+        ds = f.get(f'METADATA/auxiliarySources/{sect}')
+        names = set()
+        if isinstance(ds, h5py.Dataset) and ds.ndim == 1:
+            for entry in ds[()]:
+                entry = _decode(entry)
+                if entry:
+                    names.add(aux_source_name(entry, sect))
+        aux[sect] = names
+    run_sources = set()
+    if 'RUN' in f:
+        run_grp = f['RUN']
+        ctrl, _ = _source_list(f, fmt)
+        for src in ctrl:
+            if src in run_grp:
+                run_sources.add(src)
+    return FileMeta.build(fmt, metadata, timestamps, aux['REDUCTION'], aux['ERRATA'],
+                          run_sources, is_voview='.source_files' in f)
+
+
+def _index_arrays(f, grp_path, ntrains):
+    """(first, count) of one INDEX group, new or old (first/last/status) style."""
+    grp = f.get(grp_path)
+    if grp is None or not isinstance(grp, h5py.Group):
+        raise FileStructureError(f"missing index group {grp_path}", f.filename)
+    if 'count' in grp:
+        first = _read_1d(f, grp_path + '/first')
+        count = _read_1d(f, grp_path + '/count')
+    elif 'last' in grp and 'status' in grp:
+        first = _read_1d(f, grp_path + '/first')
+        last = _read_1d(f, grp_path + '/last').astype(np.int64)
+        status = _read_1d(f, grp_path + '/status').astype(np.int64)
+        n = min(len(first), len(last), len(status))
+        count = np.maximum((last[:n] - first[:n].astype(np.int64) + 1) * (status[:n] != 0), 0)
+    else:
+        raise FileStructureError(f"index group {grp_path} has no first/count datasets",
+                                 f.filename)
+    first = first[:ntrains].astype(np.uint64, copy=False)
+    count = count[:ntrains].astype(np.uint64, copy=False)
+    if len(first) < ntrains or len(count) < ntrains:
+        raise FileStructureError(
+            f"{grp_path}: index has {min(len(first), len(count))} entries for "
+            f"{ntrains} trains", f.filename)
+    return first, count
+
+
+def scan_source_index(f: h5py.File, source: str, section: str) -> SourceFileIndex:
+    """Tier 1: INDEX first/count for every index group of one source."""
+    ntrains, _ = _n_trains_and_ids(f)
+    base = f'INDEX/{source}'
+    if section == 'CONTROL':
+        groups = {'': _index_arrays(f, base, ntrains)}
+    else:
+        grp = f.get(base)
+        if grp is None:
+            raise FileStructureError(f"no INDEX entry for source {source}", f.filename)
+        groups = {}
+        for name, obj in grp.items():
+            if isinstance(obj, h5py.Group):
+                groups[name] = _index_arrays(f, f'{base}/{name}', ntrains)
+    return SourceFileIndex.build(source, section, groups)
+
+
+def scan_source_keys(f: h5py.File, source: str, section: str) -> SourceKeys:
+    """Tier 2a: the names of a source's keys (datasets below its group)."""
+    path = f'{section}/{source}'
+    grp = f.get(path)
+    if grp is None:
+        return SourceKeys(source, section, frozenset())
+    names = []
+
+    def visitor(name, info):
+        if info.type == h5py.h5o.TYPE_DATASET:
+            names.append(name.decode() if isinstance(name, bytes) else name)
+
+    # h5o.visit with info avoids creating a Python object per member, which is
+    # what makes visititems slow on sources with many keys.
+    h5py.h5o.visit(grp.id, visitor, info=True)
+    keys = frozenset(n.replace('/', '.') for n in names)
+    return SourceKeys(source, section, keys)
+
+
+_UNIT_ATTRS = ('unitSymbol', 'unitName', 'metricPrefixSymbol', 'metricPrefixName')
+
+
+def _unit_attrs(obj):
+    out = {}
+    for a in _UNIT_ATTRS:
+        try:
+            if a in obj.attrs:
+                v = obj.attrs[a]
+                if isinstance(v, np.ndarray):
+                    v = v.flat[0] if v.size else None
+                v = _decode(v)
+                if v is not None:
+                    out[a] = str(v)
+        except Exception:
+            pass
+    return out
+
+
+def scan_key_info(f: h5py.File, source: str, section: str, key: str) -> KeyInfo:
+    """Tier 2b: dtype, shape, chunking, filters and units of one key."""
+    path = f"{section}/{source}/{key.replace('.', '/')}"
+    ds = f.get(path)
+    if not isinstance(ds, h5py.Dataset):
+        raise FileStructureError(f"no dataset {path}", f.filename)
+    filters = ()
+    try:
+        dcpl = ds.id.get_create_plist()
+        nf = dcpl.get_nfilters()
+        filters = tuple((int(dcpl.get_filter(i)[0]), tuple(int(x) for x in dcpl.get_filter(i)[2]))
+                        for i in range(nf))
+        is_virtual = dcpl.get_layout() == h5py.h5d.VIRTUAL
+    except Exception:
+        is_virtual = False
+    units = {}
+    if section == 'CONTROL' and key.endswith('.value'):
+        parent = ds.parent
+        units.update(_unit_attrs(ds))
+        units.update(_unit_attrs(parent))  # the group's attributes win
+    else:
+        units.update(_unit_attrs(ds))
+    shape = ds.shape
+    if not shape:
+        raise FileStructureError(f"{path} is a scalar dataset", f.filename)
+    return KeyInfo(key, ds.dtype, tuple(shape[1:]), int(shape[0]), ds.chunks, filters,
+                   is_virtual, tuple(sorted(units.items())))

@@ -1,0 +1,162 @@
+"""Effects: load the index tiers of a file once per process (memoised).
+
+Every tier record is a pure function of the file's bytes, identified by
+``(path, size, mtime)``: the memo is keyed by that, so a file that changes on
+disk gets new records and a stale entry can never be served. The index cache
+(:mod:`xfeldata.index_cache`) fills this memo from disk and saves it back.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from . import _scan
+from .core.records import FileIndex
+
+__all__ = ['MEMO', 'file_index', 'file_index_from_map_entry', 'file_meta',
+           'source_index', 'source_keys', 'key_info', 'run_keys', 'h5file']
+
+
+class TierMemo:
+    """Per-process memo of tier records, keyed by a file's (path, size, mtime)."""
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.index = {}         # path -> FileIndex (latest known)
+        self.meta = {}          # fkey -> FileMeta
+        self.sources = {}       # (fkey, source) -> SourceFileIndex
+        self.keys = {}          # (fkey, source) -> SourceKeys
+        self.key_info = {}      # (fkey, source, key) -> KeyInfo
+        self.dirty = set()      # fkeys with tiers not yet saved to the index cache
+
+    def clear(self):
+        with self._lock:
+            for d in (self.index, self.meta, self.sources, self.keys, self.key_info):
+                d.clear()
+            self.dirty.clear()
+
+    def put(self, table, key, value, fkey):
+        with self._lock:
+            getattr(self, table)[key] = value
+            self.dirty.add(fkey)
+        return value
+
+    def records_for(self, fi: FileIndex) -> dict:
+        """All tier records known for one file (for the index cache)."""
+        k = fi.key
+        with self._lock:
+            return {
+                'meta': self.meta.get(k),
+                'sources': {s: v for (fk, s), v in self.sources.items() if fk == k},
+                'keys': {s: v for (fk, s), v in self.keys.items() if fk == k},
+                'key_info': {(s, key): v for (fk, s, key), v in self.key_info.items()
+                             if fk == k},
+            }
+
+
+MEMO = TierMemo()
+
+
+def h5file(fi_or_path):
+    """The open h5py.File for a record or path, through the limiter."""
+    from .file_access import FileAccess
+    path = fi_or_path.path if isinstance(fi_or_path, FileIndex) else fi_or_path
+    if isinstance(fi_or_path, FileIndex):
+        return FileAccess(path, _cache_info=fi_or_path).file
+    return FileAccess(path).file
+
+
+def file_index(path, stat=None) -> FileIndex:
+    """Tier 0 of a file: from the memo if its size and mtime still match, else scanned."""
+    path = os.path.abspath(path)
+    if stat is None:
+        stat = os.stat(path)
+    known = MEMO.index.get(path)
+    if known is not None and known.size == stat.st_size and known.mtime == stat.st_mtime:
+        return known
+    f = _scan.open_h5(path)
+    try:
+        # Stat the open descriptor's file, so the record matches the bytes read.
+        fi = _scan.scan_file_index(f, path, stat)
+    finally:
+        f.close()
+    # Tier 1 (metadata, timestamps) is read later, when something asks for it:
+    # reading it here would triple the cost of opening a run.
+    MEMO.put('index', path, fi, fi.key)
+    return fi
+
+
+def file_index_from_map_entry(path, entry: dict) -> FileIndex:
+    """Build tier 0 from an EXtra-data run files map entry (already validated)."""
+    path = os.path.abspath(path)
+    tids = np.asarray(entry['train_ids'], dtype=np.uint64)
+    if 'flag' in entry:
+        valid = np.asarray(entry['flag'], dtype=bool)
+    else:
+        valid = np.ones(len(tids), dtype=bool)
+        valid[np.asarray(entry.get('suspect_train_indices', []), dtype=np.int64)] = False
+    fi = FileIndex.build(path, entry['size'], entry['mtime'], tids, valid,
+                         entry['control_sources'], entry['instrument_sources'],
+                         entry.get('legacy_sources', {}))
+    MEMO.put('index', path, fi, fi.key)
+    return fi
+
+
+def _check_current(fi: FileIndex):
+    """Refuse to read tiers from a file that changed since its tier 0 was made."""
+    from .exceptions import FileStructureError
+    try:
+        st = os.stat(fi.path)
+    except OSError:
+        return
+    if st.st_size != fi.size or st.st_mtime != fi.mtime:
+        raise FileStructureError(
+            "file changed on disk since the run was opened; open it again", fi.path)
+
+
+def file_meta(fi: FileIndex):
+    m = MEMO.meta.get(fi.key)
+    if m is None:
+        _check_current(fi)
+        m = MEMO.put('meta', fi.key, _scan.scan_file_meta(h5file(fi)), fi.key)
+    return m
+
+
+def source_index(fi: FileIndex, source: str, section: str):
+    k = (fi.key, source)
+    r = MEMO.sources.get(k)
+    if r is None:
+        _check_current(fi)
+        r = MEMO.put('sources', k, _scan.scan_source_index(h5file(fi), source, section),
+                     fi.key)
+    return r
+
+
+def source_keys(fi: FileIndex, source: str, section: str):
+    k = (fi.key, source)
+    r = MEMO.keys.get(k)
+    if r is None:
+        _check_current(fi)
+        r = MEMO.put('keys', k, _scan.scan_source_keys(h5file(fi), source, section), fi.key)
+    return r
+
+
+def key_info(fi: FileIndex, source: str, section: str, key: str):
+    k = (fi.key, source, key)
+    r = MEMO.key_info.get(k)
+    if r is None:
+        _check_current(fi)
+        r = MEMO.put('key_info', k, _scan.scan_key_info(h5file(fi), source, section, key),
+                     fi.key)
+    return r
+
+
+def run_keys(fi: FileIndex, source: str):
+    """Keys of ``RUN/<source>`` (read directly: RUN is small and rarely asked)."""
+    from .exceptions import SourceNameError
+    f = h5file(fi)
+    grp = f.get(f'RUN/{source}')
+    if grp is None:
+        raise SourceNameError(source, custom_message=f"{source} has no RUN values")
+    return _scan.scan_source_keys(f, source, 'RUN').keys

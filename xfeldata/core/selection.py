@@ -1,0 +1,248 @@
+"""Resolved selections and the pure functions that compose them.
+
+A :class:`Selection` is what a DataCollection holds: the selected train IDs
+(sorted, read-only uint64) and, per selected source, the selected keys
+(a frozenset, or None meaning "all keys of the source"). Functions here take a
+selection and a *catalogue* (which sources exist, their sections, and a way
+to list a source's keys) and return a new selection; they never touch files.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Callable, Iterable, Mapping
+
+import attrs
+import numpy as np
+
+from .records import digest_of, readonly
+
+__all__ = ['Selection', 'Catalogue', 'normalise_key', 'select', 'deselect',
+           'selection_pairs', 'union']
+
+ALL = None  # marker: every key of the source
+
+
+@attrs.frozen(eq=False)
+class Selection:
+    """Selected train IDs and source -> keys (None = all keys)."""
+    train_ids: np.ndarray = attrs.field(repr=lambda a: f"<{len(a)} trains>")
+    sources: tuple = attrs.field(repr=lambda s: f"<{len(s)} sources>")
+    digest: str = attrs.field(default='', repr=False)
+
+    @classmethod
+    def build(cls, train_ids, sources: Mapping) -> 'Selection':
+        tids = readonly(train_ids, np.uint64)
+        items = tuple(sorted(
+            (s, None if k is None else frozenset(k)) for s, k in sources.items()))
+        dg = digest_of(tids, tuple((s, None if k is None else tuple(sorted(k)))
+                                   for s, k in items))
+        return cls(tids, items, dg)
+
+    def __eq__(self, other):
+        if not isinstance(other, Selection):
+            return NotImplemented
+        return self.digest == other.digest
+
+    def __hash__(self):
+        return hash(self.digest)
+
+    @property
+    def source_map(self) -> dict:
+        return dict(self.sources)
+
+    @property
+    def source_names(self) -> frozenset:
+        return frozenset(s for s, _ in self.sources)
+
+    def with_trains(self, train_ids) -> 'Selection':
+        return Selection.build(train_ids, self.source_map)
+
+    def with_sources(self, sources: Mapping) -> 'Selection':
+        return Selection.build(self.train_ids, sources)
+
+
+@attrs.frozen
+class Catalogue:
+    """What selection functions may know about the data.
+
+    ``sections`` maps every available source to its section; ``list_keys`` is
+    a callable giving all keys of a source (it may load a tier of the index:
+    it is only called when a key pattern needs it).
+    """
+    sections: Mapping
+    list_keys: Callable
+
+
+def normalise_key(section: str, key: str) -> str:
+    """Control keys may be given without ``.value``.
+
+    >>> normalise_key('CONTROL', 'beamPosition.ixPos')
+    'beamPosition.ixPos.value'
+    >>> normalise_key('CONTROL', 'beamPosition.ixPos.timestamp')
+    'beamPosition.ixPos.timestamp'
+    >>> normalise_key('INSTRUMENT', 'data.x')
+    'data.x'
+    """
+    if section == 'CONTROL' and not (key.endswith('.value') or key.endswith('.timestamp')):
+        return key + '.value'
+    return key
+
+
+def _control_glob(section, key_glob):
+    if section == 'CONTROL' and not (key_glob.endswith('.value') or key_glob.endswith('*')):
+        return key_glob + '.value'
+    return key_glob
+
+
+def _glob_re(pattern) -> re.Pattern:
+    # fnmatch semantics, case-sensitive, full match.
+    return re.compile(fnmatch.translate(pattern))
+
+
+def selection_pairs(seln, key_glob='*') -> list:
+    """Normalise the glob forms of select/deselect into (source glob, key glob) pairs.
+
+    >>> selection_pairs('*XGM*', 'data.*')
+    [('*XGM*', 'data.*')]
+    >>> selection_pairs(['A*', ('B', 'k')])
+    [('A*', '*'), ('B', 'k')]
+    """
+    if isinstance(seln, str):
+        return [(seln, key_glob)]
+    pairs = []
+    for item in seln:
+        if isinstance(item, str):
+            pairs.append((item, '*'))
+        elif isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            pairs.append(item)
+        else:
+            raise TypeError(f"Unknown selection item {item!r}: expected a source glob "
+                            "or a (source glob, key glob) pair")
+    return pairs
+
+
+def _current_keys(sel_keys, source, cat: Catalogue) -> frozenset:
+    return cat.list_keys(source) if sel_keys is None else sel_keys
+
+
+def _resolve_pairs(current: Mapping, cat: Catalogue, pairs) -> dict:
+    """source -> keys (None = current selection unchanged) matched by the pairs."""
+    from ..exceptions import PropertyNameError  # noqa: F401 (documented errors)
+    out = {}
+    for src_glob, key_glob in pairs:
+        src_re = _glob_re(src_glob)
+        matched_any = False
+        for src in sorted(current):
+            if not src_re.fullmatch(src):
+                continue
+            if key_glob == '*':
+                matched_any = True
+                prev = out.get(src, frozenset())
+                cur = current[src]
+                out[src] = None if (cur is None or prev is None) else prev | cur
+                continue
+            kg = _control_glob(cat.sections[src], key_glob)
+            key_re = _glob_re(kg)
+            keys = frozenset(k for k in _current_keys(current[src], src, cat)
+                             if key_re.fullmatch(k))
+            if keys:
+                matched_any = True
+                prev = out.get(src, frozenset())
+                out[src] = None if prev is None else prev | keys
+        if not matched_any:
+            raise ValueError(f"No matches for pattern {(src_glob, key_glob)}")
+    return out
+
+
+def _resolve_dict(current: Mapping, cat: Catalogue, d: Mapping) -> dict:
+    from ..exceptions import PropertyNameError, SourceNameError
+    out = {}
+    for src, keys in d.items():
+        if src not in current:
+            raise SourceNameError(src, candidates=current)
+        if keys is None or (isinstance(keys, (set, frozenset, dict)) and not keys):
+            out[src] = current[src]
+            continue
+        if not isinstance(keys, (set, frozenset)):
+            raise TypeError(f"Keys for {src!r} must be a set or None, not "
+                            f"{type(keys).__name__}")
+        available = _current_keys(current[src], src, cat)
+        norm = set()
+        for k in keys:
+            nk = normalise_key(cat.sections[src], k)
+            if nk not in available:
+                raise PropertyNameError(k, src, candidates=available)
+            norm.add(nk)
+        out[src] = frozenset(norm)
+    return out
+
+
+def select(sel: Selection, cat: Catalogue, seln, key_glob='*') -> Selection:
+    """Keep only the sources / keys matched by ``seln`` (glob, pairs or dict).
+
+    Trains are unchanged; ``require_all`` / ``require_any`` are applied by the
+    caller, which can count data per train.
+    """
+    current = sel.source_map
+    if isinstance(seln, Mapping):
+        new = _resolve_dict(current, cat, seln)
+    else:
+        new = _resolve_pairs(current, cat, selection_pairs(seln, key_glob))
+    return sel.with_sources(new)
+
+
+def deselect(sel: Selection, cat: Catalogue, seln, key_glob='*') -> Selection:
+    """Remove the sources / keys matched by ``seln``.
+
+    Sources deselected with all keys, or left with no keys, disappear.
+    """
+    current = sel.source_map
+    if isinstance(seln, Mapping):
+        remove = _resolve_dict(current, cat, seln)
+        remove = {s: (None if (seln[s] is None or not seln[s]) else k)
+                  for s, k in remove.items()}
+    else:
+        remove = {}
+        for src_glob, kg in selection_pairs(seln, key_glob):
+            src_re = _glob_re(src_glob)
+            for src in current:
+                if not src_re.fullmatch(src):
+                    continue
+                if kg == '*':
+                    remove[src] = None
+                    continue
+                key_re = _glob_re(_control_glob(cat.sections[src], kg))
+                keys = frozenset(k for k in _current_keys(current[src], src, cat)
+                                 if key_re.fullmatch(k))
+                if src in remove and remove[src] is None:
+                    continue
+                remove[src] = remove.get(src, frozenset()) | keys
+    new = {}
+    for src, keys in current.items():
+        if src not in remove:
+            new[src] = keys
+            continue
+        rm = remove[src]
+        if rm is None:
+            continue
+        left = _current_keys(keys, src, cat) - rm
+        if left:
+            new[src] = left if rm else keys
+    return sel.with_sources(new)
+
+
+def union(selections: Iterable[Selection]) -> Selection:
+    """Union of sources (None keys win) and of train IDs."""
+    sels = list(selections)
+    sources = {}
+    for s in sels:
+        for src, keys in s.sources:
+            if src in sources:
+                prev = sources[src]
+                sources[src] = None if (prev is None or keys is None) else prev | keys
+            else:
+                sources[src] = keys
+    arrays = [s.train_ids for s in sels if len(s.train_ids)]
+    tids = np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, np.uint64)
+    return Selection.build(tids, sources)

@@ -1,0 +1,853 @@
+"""Effects: xfeldata's own index cache, every known tier of a run's files on disk.
+
+EXtra-data's run files map (:mod:`xfeldata.run_files_map`) holds only tier 0.
+This cache holds every tier record the process learnt about the files of one
+run directory (:class:`~xfeldata.core.records.FileIndex`, ``FileMeta``,
+``SourceFileIndex``, ``SourceKeys``, ``KeyInfo``), so that a second session
+answers ``info()``, shapes and key lists without opening data files
+(DESIGN.md decision 2).
+
+Where: one file per run directory, named by a hash of the resolved directory
+path, under ``<cache root>/index-v<N>/``. The cache root is
+``$XFELDATA_CACHE``, else ``$XDG_CACHE_HOME/xfeldata``, else
+``~/.cache/xfeldata``; ``XFELDATA_CACHE=off`` (or ``0``, ``none``) disables the
+cache. It is never written into a run folder (often read-only, always shared).
+
+Trust: an entry is keyed by the file's name, size and mtime and is used only
+when all three match the file now; a cache file that is unreadable, corrupt,
+of another version or written for other record layouts is ignored as a whole.
+Nothing here raises on a bad cache: the worst case is a cold open.
+
+Encoding: msgpack, numpy arrays as ``(dtype, shape, raw bytes)``: a cache of
+20,000 files loads in well under a second. No pickle: a cache folder may be
+shared, and unpickling executes code.
+
+Writes are atomic (temporary file + :func:`os.replace`), so concurrent savers
+always leave a valid file; a best-effort lock on a side file serialises their
+read-merge-write, so neither loses the other's entries.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gc
+import hashlib
+import logging
+import os
+import os.path as osp
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import attrs
+
+import h5py
+import msgpack
+import numpy as np
+
+from . import _tiers
+from .core.records import FileIndex, FileMeta, KeyInfo, SourceFileIndex, SourceKeys
+from .run_files_map import atomic_write
+
+__all__ = ['CACHE_VERSION', 'cache_root', 'cache_path', 'load', 'save', 'save_dirty',
+           'forget_runs', 'pack_record', 'unpack_record']
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the layout of the cache file changes.
+CACHE_VERSION = 1
+
+_MAGIC = 'xfeldata-index-cache'
+# Paths from the filesystem may hold lone surrogates (non-UTF-8 names decoded
+# with surrogateescape); 'surrogatepass' round-trips every Python str exactly.
+_UNICODE_ERRORS = 'surrogatepass'
+_OFF = ('off', '0', 'none', 'false', 'no')
+
+
+def _layout_fingerprint() -> str:
+    """A digest of the record layouts: caches of another layout are not read.
+
+    Records are stored as positional lists; if a field is added or reordered
+    in :mod:`xfeldata.core.records`, old caches must be ignored, not misread.
+    Stored digests are reused, not recomputed, so the digests of sample
+    records are part of the fingerprint too: a new digest algorithm retires
+    old caches instead of making cached records unequal to scanned ones.
+    """
+    parts = [f'{c.__name__}:{",".join(a.name for a in attrs.fields(c))}'
+             for c in (FileIndex, FileMeta, SourceFileIndex, SourceKeys, KeyInfo)]
+    tids = np.array([10, 11, 13], np.uint64)
+    parts += [
+        FileIndex.build('/r/f.h5', 1, 2.5, tids, [True, False, True], ['c'], ['i', 'l'],
+                        {'l': 'i'}).digest,
+        FileMeta.build('1.0', {'a': 1, 'b': 'x'}, tids, ['r'], ['e'], ['c'], True).digest,
+        SourceFileIndex.build('i', 'INSTRUMENT', {'g': (tids, tids)}).digest,
+    ]
+    return hashlib.blake2b(';'.join(parts).encode(), digest_size=8).hexdigest()
+
+
+_LAYOUT = _layout_fingerprint()
+
+# Run directories this process loaded or saved: abspath -> {file path: FileIndex},
+# so that tiers learnt later in the session are saved at exit (save_dirty).
+_KNOWN_RUNS: dict = {}
+_known_lock = threading.Lock()
+
+
+# -- encoding: records <-> msgpack-ready values -----------------------------------
+#
+# Records are positional lists (the layout fingerprint guards their order).
+# Values of open-ended fields (run metadata, chunks, filters, units) go through
+# a small tagged encoding so that types survive exactly: a tuple stays a tuple,
+# a numpy scalar stays that scalar (digests use repr, which sees the difference).
+# Plain None/bool/int/float/str/bytes stand for themselves; anything else is a
+# list whose first item is a tag.
+
+_REF_TYPES = {'Reference': h5py.Reference, 'RegionReference': h5py.RegionReference}
+
+
+def _enc_dtype(dt: np.dtype):
+    """A dtype as msgpack-ready values, keeping fields, subarrays and h5py metadata."""
+    if dt.names is not None:
+        fields = [dt.fields[n] for n in dt.names]
+        core = ['struct', list(dt.names), [_enc_dtype(f[0]) for f in fields],
+                [f[1] for f in fields], [f[2] if len(f) > 2 else None for f in fields],
+                dt.itemsize, bool(dt.isalignedstruct)]
+    elif dt.subdtype is not None:
+        base, shape = dt.subdtype
+        core = ['sub', _enc_dtype(base), list(shape)]
+    else:
+        core = dt.str
+    if dt.metadata:
+        # h5py keeps what numpy cannot say in dtype metadata: vlen str/bytes
+        # (string_dtype), fixed-length string encodings, enums, references.
+        return ['meta', core, [[k, _enc_dtype_meta(k, v)] for k, v in dt.metadata.items()]]
+    return core
+
+
+def _enc_dtype_meta(key, v):
+    if key == 'vlen':
+        if v is str or v is bytes:
+            # h5py.string_dtype: vlen str is UTF-8, vlen bytes is ASCII.
+            return ['vstr', 'utf-8' if v is str else 'ascii']
+        if isinstance(v, np.dtype):
+            return ['vdtype', _enc_dtype(v)]
+        if isinstance(v, type) and issubclass(v, np.generic):
+            return ['vtype', np.dtype(v).str]
+    if key == 'ref':
+        for name, cls in _REF_TYPES.items():
+            if v is cls:
+                return ['ref', name]
+    return ['v', _enc_value(v)]
+
+
+def _dec_dtype_meta(obj):
+    tag, arg = obj
+    if tag == 'vstr':
+        return h5py.string_dtype(arg).metadata['vlen']
+    if tag == 'vdtype':
+        return _dec_dtype(arg)
+    if tag == 'vtype':
+        return np.dtype(arg).type
+    if tag == 'ref':
+        return _REF_TYPES[arg]
+    if tag == 'v':
+        return _dec_value(arg)
+    raise ValueError(f"unknown dtype metadata tag {tag!r}")
+
+
+_SIMPLE_DTYPES: dict = {}   # dtype string -> np.dtype: np.dtype(str) costs a parse
+
+
+def _dec_dtype(obj) -> np.dtype:
+    if isinstance(obj, str):
+        dt = _SIMPLE_DTYPES.get(obj)
+        if dt is None:
+            dt = _SIMPLE_DTYPES[obj] = np.dtype(obj)
+        return dt
+    tag = obj[0]
+    if tag == 'struct':
+        _, names, formats, offsets, titles, itemsize, aligned = obj
+        spec = {'names': names, 'formats': [_dec_dtype(f) for f in formats],
+                'offsets': offsets, 'itemsize': itemsize}
+        if any(t is not None for t in titles):
+            spec['titles'] = [_dec_value(t) for t in titles]
+        return np.dtype(spec, align=aligned)
+    if tag == 'sub':
+        return np.dtype((_dec_dtype(obj[1]), tuple(obj[2])))
+    if tag == 'meta':
+        return np.dtype(_dec_dtype(obj[1]), metadata={k: _dec_dtype_meta(v) for k, v in obj[2]})
+    raise ValueError(f"unknown dtype tag {tag!r}")
+
+
+def _progression(dt: np.dtype, n: int, start: int, step: int) -> np.ndarray:
+    """``start, start + step, ...`` in ``dt``, wrapping as numpy does (encode and decode
+    both build it this way, so the bytes agree even where it wraps)."""
+    nd = dt if dt.isnative else dt.newbyteorder('=')
+    arr = np.arange(n, dtype=nd)
+    if step != 1:
+        arr *= nd.type(step)
+    arr += nd.type(start)
+    return arr if nd is dt else arr.astype(dt)
+
+
+def _enc_array(a: np.ndarray) -> list:
+    """An array as (tag, dtype, shape, data).
+
+    Train IDs, firsts and counts are nearly always arithmetic progressions or
+    constant: storing those as (start, step) or one value makes a 20,000-file
+    cache some 30 times smaller, so it loads fast also from a network home
+    folder. Only integer and bool kinds take these forms, where ``==`` is
+    equality of bytes (not so for floats: -0.0 == 0.0).
+    """
+    dt = a.dtype
+    if dt.hasobject:
+        return ['ao', _enc_dtype(dt), list(a.shape), [_enc_value(x) for x in a.flat]]
+    kind, n = dt.kind, a.size
+    if kind in 'ui' and a.ndim == 1 and n >= 3:
+        start = int(a[0])
+        step = int(a[1]) - start
+        if (0 <= step <= np.iinfo(dt).max and n - 1 <= np.iinfo(dt).max
+                and int(a[-1]) == start + step * (n - 1)
+                and np.array_equal(_progression(dt, n, start, step), a)):
+            return ['ar', _enc_dtype(dt), [n], [start, step]]
+    elif kind in 'uib' and n >= 2:
+        first = a.flat[0]
+        if (a == first).all():
+            return ['af', _enc_dtype(dt), list(a.shape), first.item()]
+    return ['a', _enc_dtype(dt), list(a.shape), np.ascontiguousarray(a).tobytes()]
+
+
+def _dec_array(obj) -> np.ndarray:
+    tag, dt, shape, data = obj
+    dt, shape = _dec_dtype(dt), tuple(shape)
+    if tag == 'a':
+        if dt.itemsize == 0:
+            arr = np.zeros(shape, dtype=dt)
+        else:
+            # A view on the (immutable) bytes: no copy, and already read-only.
+            arr = np.frombuffer(data, dtype=dt).reshape(shape)
+    elif tag == 'ar':
+        arr = _progression(dt, shape[0], data[0], data[1])
+    elif tag == 'af':
+        arr = np.full(shape, data, dtype=dt)
+    elif tag == 'ao':
+        flat = np.empty(len(data), dtype=dt)
+        for i, v in enumerate(data):
+            flat[i] = _dec_value(v)
+        arr = flat.reshape(shape)
+    else:
+        raise ValueError(f"unknown array tag {tag!r}")
+    arr.flags.writeable = False
+    return arr
+
+
+def _sorted_any(items):
+    try:
+        return sorted(items)
+    except TypeError:   # mixed types: order does not matter for a set
+        return list(items)
+
+
+def _enc_value(v):
+    """A value as msgpack-ready data that decodes to an equal value of the same type."""
+    t = type(v)
+    if v is None or t is bool or t is str or t is bytes or t is float:
+        return v
+    if t is int:
+        return v if -2**63 <= v < 2**64 else ['bigint', str(v)]
+    if t is tuple:
+        # Shapes and chunks: tuples of small ints, decoded without recursion.
+        if all(type(x) is int and -2**63 <= x < 2**63 for x in v):
+            return ['ti', list(v)]
+        return ['t', [_enc_value(x) for x in v]]
+    if t is list:
+        return ['l', [_enc_value(x) for x in v]]
+    if t is frozenset or t is set:
+        return ['fs' if t is frozenset else 's', [_enc_value(x) for x in _sorted_any(v)]]
+    if t is dict:
+        return ['d', [[_enc_value(k), _enc_value(x)] for k, x in v.items()]]
+    if isinstance(v, np.ndarray):
+        return _enc_array(v)
+    if isinstance(v, np.generic) and not v.dtype.hasobject:
+        return ['g', _enc_dtype(v.dtype), v.tobytes()]
+    if isinstance(v, np.dtype):
+        return ['dtype', _enc_dtype(v)]
+    if t is KeyInfo:
+        return ['ki', encode_key_info(v)]
+    raise TypeError(f"cannot cache a value of type {t.__name__}")
+
+
+def _dec_value(obj):
+    if not isinstance(obj, list):
+        return obj
+    tag = obj[0]
+    if tag == 'ti':
+        return tuple(obj[1])
+    if tag == 't':
+        return tuple([_dec_value(x) for x in obj[1]])
+    if tag == 'l':
+        return [_dec_value(x) for x in obj[1]]
+    if tag == 'fs':
+        return frozenset(_dec_value(x) for x in obj[1])
+    if tag == 's':
+        return {_dec_value(x) for x in obj[1]}
+    if tag == 'd':
+        return {_dec_value(k): _dec_value(x) for k, x in obj[1]}
+    if tag in ('a', 'ar', 'af', 'ao'):
+        return _dec_array(obj)
+    if tag == 'g':
+        dt = _dec_dtype(obj[1])
+        if dt.itemsize == 0:   # np.str_(''), np.bytes_(b''): frombuffer refuses these
+            return np.zeros(1, dtype=dt)[0]
+        return np.frombuffer(obj[2], dtype=dt)[0]
+    if tag == 'dtype':
+        return _dec_dtype(obj[1])
+    if tag == 'ki':
+        return decode_key_info(obj[1])
+    if tag == 'bigint':
+        return int(obj[1])
+    raise ValueError(f"unknown value tag {tag!r}")
+
+
+def encode_file_index(fi: FileIndex) -> list:
+    return [fi.path, fi.size, fi.mtime, _enc_array(fi.train_ids), _enc_array(fi.valid),
+            sorted(fi.control_sources), sorted(fi.instrument_sources),
+            _enc_value(fi.legacy_pairs), fi.digest]
+
+
+# Decoders call the record constructors with the stored digest, as ``build``
+# would have made them: recomputing 20,000 digests doubled the load time. The
+# stored digests stay right because the layout fingerprint includes sample
+# digests, so a change of the digest algorithm retires old caches.
+
+def decode_file_index(obj) -> FileIndex:
+    path, size, mtime, tids, valid, ctrl, inst, legacy, digest = obj
+    tids, valid = _dec_array(tids), _dec_array(valid)
+    if tids.dtype != np.uint64 or valid.dtype != np.bool_ or tids.shape != valid.shape:
+        raise ValueError("malformed FileIndex entry")
+    # frozenset(x) of a frozenset is x itself: shared source sets stay shared.
+    return FileIndex(str(path), int(size), float(mtime), tids, valid, frozenset(ctrl),
+                     frozenset(inst), _dec_value(legacy), str(digest))
+
+
+def encode_file_meta(m: FileMeta) -> list:
+    return [m.format_version, _enc_value(m.metadata_pairs),
+            None if m.timestamps is None else _enc_array(m.timestamps),
+            _enc_value(m.reduction_sources), _enc_value(m.errata_sources),
+            _enc_value(m.run_sources), m.is_voview, m.digest]
+
+
+def decode_file_meta(obj) -> FileMeta:
+    fmt, md, ts, red, err, runs, voview, digest = obj
+    return FileMeta(str(fmt), _dec_value(md), None if ts is None else _dec_array(ts),
+                    _dec_value(red), _dec_value(err), _dec_value(runs), bool(voview),
+                    str(digest))
+
+
+def encode_source_index(si: SourceFileIndex) -> list:
+    return [si.source, si.section, list(si.groups), [_enc_array(a) for a in si.firsts],
+            [_enc_array(a) for a in si.counts], si.digest]
+
+
+def decode_source_index(obj) -> SourceFileIndex:
+    source, section, groups, firsts, counts, digest = obj
+    if not len(groups) == len(firsts) == len(counts):
+        raise ValueError("malformed SourceFileIndex entry")
+    return SourceFileIndex(source, section, tuple(groups),
+                           tuple(_dec_array(a) for a in firsts),
+                           tuple(_dec_array(a) for a in counts), str(digest))
+
+
+def encode_key_info(ki: KeyInfo) -> list:
+    return [ki.key, _enc_dtype(ki.dtype), _enc_value(ki.entry_shape), ki.length,
+            _enc_value(ki.chunks), _enc_value(ki.filters), ki.is_virtual, _enc_value(ki.units)]
+
+
+def decode_key_info(obj) -> KeyInfo:
+    key, dt, shape, length, chunks, filters, virtual, units = obj
+    return KeyInfo(key, _dec_dtype(dt), _dec_value(shape), length, _dec_value(chunks),
+                   _dec_value(filters), virtual, _dec_value(units))
+
+
+def encode_source_keys(sk: SourceKeys) -> list:
+    return [sk.source, sk.section, _enc_value(sk.keys)]
+
+
+def decode_source_keys(obj) -> SourceKeys:
+    source, section, keys = obj
+    return SourceKeys(source, section, _dec_value(keys))
+
+
+_CODECS = {
+    FileIndex: ('FileIndex', encode_file_index),
+    FileMeta: ('FileMeta', encode_file_meta),
+    SourceFileIndex: ('SourceFileIndex', encode_source_index),
+    KeyInfo: ('KeyInfo', encode_key_info),
+    SourceKeys: ('SourceKeys', encode_source_keys),
+}
+_DECODERS = {
+    'FileIndex': decode_file_index, 'FileMeta': decode_file_meta,
+    'SourceFileIndex': decode_source_index, 'KeyInfo': decode_key_info,
+    'SourceKeys': decode_source_keys,
+}
+
+
+def pack_record(rec) -> bytes:
+    """Encode one tier record as msgpack bytes (as stored in the cache).
+
+    >>> from xfeldata.core.records import KeyInfo
+    >>> ki = KeyInfo('data.adc', np.dtype('<u2'), (16,), 100, (10, 16))
+    >>> unpack_record(pack_record(ki)) == ki
+    True
+    """
+    name, enc = _CODECS[type(rec)]
+    return msgpack.packb([name, enc(rec)], use_bin_type=True, unicode_errors=_UNICODE_ERRORS)
+
+
+def unpack_record(data: bytes):
+    """Decode bytes from :func:`pack_record` back into an equal record."""
+    name, obj = msgpack.unpackb(data, raw=False, unicode_errors=_UNICODE_ERRORS)
+    return _DECODERS[name](obj)
+
+
+# -- locations ---------------------------------------------------------------
+
+def cache_root() -> Path | None:
+    """The cache folder, or None if the cache is disabled.
+
+    >>> import os
+    >>> os.environ['XFELDATA_CACHE'] = 'off'
+    >>> cache_root() is None
+    True
+    >>> del os.environ['XFELDATA_CACHE']
+    """
+    env = os.environ.get('XFELDATA_CACHE')
+    if env is not None and env.strip():
+        if env.strip().lower() in _OFF:
+            return None
+        return Path(env).expanduser()
+    xdg = os.environ.get('XDG_CACHE_HOME')
+    if xdg:
+        return Path(xdg).expanduser() / 'xfeldata'
+    return Path.home() / '.cache' / 'xfeldata'
+
+
+def cache_path(run_dir) -> Path | None:
+    """The cache file for a run directory (None if the cache is disabled).
+
+    The name is a hash of the resolved path, so the same run reached through a
+    symlink shares one cache file.
+    """
+    root = cache_root()
+    if root is None:
+        return None
+    resolved = osp.realpath(os.fspath(run_dir))
+    name = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:32]
+    return root / f'index-v{CACHE_VERSION}' / f'{name}.msgpack'
+
+
+# -- file level ----------------------------------------------------------------
+
+def _read_cache_file(path) -> dict | None:
+    """The ``files`` table of a cache file: {file name: raw entry}, or None if unusable."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as e:
+        if not isinstance(e, FileNotFoundError):
+            log.debug("Cannot read index cache %s: %s", path, e)
+        return None
+    return _parse_cache(data, path)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector (also usable as a decorator).
+
+    Never leaves it disabled: it is enabled again on exit if it was on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_cache(data: bytes, path='<bytes>') -> dict | None:
+    """The ``files`` table of a cache file's bytes, or None if unusable.
+
+    The file is a small header map whose ``body`` holds the packed table and
+    ``crc`` its CRC-32: msgpack notices truncation but not a changed byte
+    inside an array, so the checksum catches damage the structure cannot.
+    """
+    try:
+        head = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        if not (isinstance(head, dict) and head.get('magic') == _MAGIC
+                and head.get('version') == CACHE_VERSION and head.get('layout') == _LAYOUT):
+            log.debug("Ignoring index cache %s: other version or layout", path)
+            return None
+        body = head['body']
+        if zlib.crc32(body) != head['crc']:
+            log.debug("Ignoring index cache %s: checksum mismatch", path)
+            return None
+        # Unpacking creates a million small containers; the cyclic GC would
+        # run hundreds of times over them (and find nothing): doubles the time.
+        with _gc_paused():
+            table, files = msgpack.unpackb(body, raw=False, strict_map_key=True,
+                                           unicode_errors=_UNICODE_ERRORS)
+        names = [frozenset(t) for t in table]
+        for entry in files.values():
+            index = entry['index']
+            index[5], index[6] = names[index[5]], names[index[6]]
+    except Exception as e:   # msgpack raises several unrelated classes on bad input
+        log.debug("Ignoring corrupt index cache %s: %s", path, e)
+        return None
+    return files
+
+
+def _pack_cache(run_dir: str, files: dict) -> bytes:
+    """The bytes of a cache file for ``files`` ({file name: entry}).
+
+    The control and instrument source lists of a run's files repeat (every
+    sequence file of an aggregator has the same ones), so each distinct list
+    is stored once and entries refer to it by number. Decoded, files with
+    equal lists share one frozenset: less to parse, and less memory for a
+    20,000-file run.
+    """
+    table, numbers, packed = [], {}, {}
+    for name, entry in files.items():
+        index = list(entry['index'])
+        for i in (5, 6):
+            names = tuple(sorted(index[i]))
+            if names not in numbers:
+                numbers[names] = len(table)
+                table.append(names)
+            index[i] = numbers[names]
+        packed[name] = {**entry, 'index': index}
+    body = msgpack.packb([table, packed], use_bin_type=True, unicode_errors=_UNICODE_ERRORS)
+    return msgpack.packb({'magic': _MAGIC, 'version': CACHE_VERSION, 'layout': _LAYOUT,
+                          'dir': os.fsencode(osp.realpath(run_dir)), 'crc': zlib.crc32(body),
+                          'body': body}, use_bin_type=True)
+
+
+def _entry_is_current(entry, st) -> bool:
+    try:
+        return entry['size'] == st.st_size and entry['mtime'] == st.st_mtime
+    except (TypeError, KeyError):
+        return False
+
+
+@contextlib.contextmanager
+def _locked(path, timeout=5.0):
+    """Hold an exclusive lock on ``<path>.lock`` if possible within ``timeout`` seconds.
+
+    Best effort: a filesystem without working locks (or a stuck lock) only
+    means that concurrent savers may drop each other's newest entries, never
+    that the cache becomes invalid (writes are atomic anyway). The lock file is
+    never deleted: deleting lock files reintroduces the race they prevent.
+    """
+    try:
+        import fcntl
+        fd = os.open(f'{path}.lock', os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        yield False
+        return
+    try:
+        deadline = time.monotonic() + timeout
+        got = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            except OSError:
+                break
+        yield got
+    finally:
+        os.close(fd)   # releases the lock
+
+
+# -- entries -------------------------------------------------------------------
+
+def _try(encode, rec):
+    """Encode a record, or None if it holds a value the cache cannot store."""
+    try:
+        return encode(rec)
+    except (TypeError, ValueError) as e:
+        log.debug("Not caching %r: %s", rec, e)
+        return None
+
+
+def _records_by_file(fkeys) -> dict:
+    """What ``MEMO.records_for`` gives, for many files in one pass over the memo.
+
+    ``records_for`` scans the whole memo per file: for 20,000 files with a few
+    sources each, that is quadratic (minutes); grouping once is linear.
+    """
+    memo = _tiers.MEMO
+    out = {k: {'meta': None, 'sources': {}, 'keys': {}, 'key_info': {}} for k in fkeys}
+    with memo._lock:
+        for k, recs in out.items():
+            recs['meta'] = memo.meta.get(k)
+        for table in ('sources', 'keys'):
+            for (fk, source), v in getattr(memo, table).items():
+                recs = out.get(fk)
+                if recs is not None:
+                    recs[table][source] = v
+        for (fk, source, key), v in memo.key_info.items():
+            recs = out.get(fk)
+            if recs is not None:
+                recs['key_info'][source, key] = v
+    return out
+
+
+def _encode_entry(fi: FileIndex, recs: dict) -> dict:
+    """One file's cache entry from everything the memo knows about it (``recs``).
+
+    A record that cannot be encoded is left out (it is read again from the
+    file when needed); the rest of the file's entry is still saved.
+    """
+    key_info = {}
+    for (source, key), ki in recs['key_info'].items():
+        enc = _try(encode_key_info, ki)
+        if enc is not None:
+            key_info.setdefault(source, {})[key] = enc
+    sources = {s: _try(encode_source_index, v) for s, v in recs['sources'].items()}
+    keys = {s: _try(encode_source_keys, v) for s, v in recs['keys'].items()}
+    return {
+        'size': fi.size,
+        'mtime': fi.mtime,
+        'index': encode_file_index(fi),
+        'meta': None if recs['meta'] is None else _try(encode_file_meta, recs['meta']),
+        'sources': {s: v for s, v in sources.items() if v is not None},
+        'keys': {s: v for s, v in keys.items() if v is not None},
+        'key_info': key_info,
+    }
+
+
+def _merge_entries(old: dict, new: dict) -> dict:
+    """Union of two current entries of the same file: the newer records win."""
+    merged = dict(new)
+    if merged.get('meta') is None:
+        merged['meta'] = old.get('meta')
+    for table in ('sources', 'keys'):
+        merged[table] = {**(old.get(table) or {}), **new[table]}
+    key_info = {s: dict(v) for s, v in (old.get('key_info') or {}).items()}
+    for s, v in new['key_info'].items():
+        key_info.setdefault(s, {}).update(v)
+    merged['key_info'] = key_info
+    return merged
+
+
+def _install(path: str, entry: dict) -> FileIndex:
+    """Decode one current entry and put its records into the memo (not as dirty).
+
+    Records already in the memo for the same bytes are kept, so a record of a
+    tier stays one object for the whole process.
+    """
+    fi = decode_file_index(entry['index'])
+    if fi.path != path:   # same run through another path: the path is part of the record
+        fi = FileIndex.build(path, fi.size, fi.mtime, fi.train_ids, fi.valid,
+                             fi.control_sources, fi.instrument_sources, fi.legacy_pairs)
+    meta = None if entry.get('meta') is None else decode_file_meta(entry['meta'])
+    sources = {s: decode_source_index(v) for s, v in (entry.get('sources') or {}).items()}
+    keys = {s: decode_source_keys(v) for s, v in (entry.get('keys') or {}).items()}
+    key_info = {(s, k): decode_key_info(v)
+                for s, d in (entry.get('key_info') or {}).items() for k, v in d.items()}
+    # Decode everything before touching the memo: a corrupt entry installs nothing.
+    memo = _tiers.MEMO
+    fkey = fi.key
+    with memo._lock:
+        known = memo.index.get(path)
+        if known is not None and known.key == fkey:
+            fi = known
+        else:
+            memo.index[path] = fi
+        if meta is not None:
+            memo.meta.setdefault(fkey, meta)
+        for s, v in sources.items():
+            memo.sources.setdefault((fkey, s), v)
+        for s, v in keys.items():
+            memo.keys.setdefault((fkey, s), v)
+        for (s, k), v in key_info.items():
+            memo.key_info.setdefault((fkey, s, k), v)
+    return fi
+
+
+def _remember(run_dir: str, fis: Iterable[FileIndex]):
+    with _known_lock:
+        known = _KNOWN_RUNS.setdefault(run_dir, {})
+        for fi in fis:
+            known[fi.path] = fi
+
+
+def _in_dir_filter(run_dir: str):
+    """A predicate: is a file path directly inside ``run_dir`` (also via symlinks)?"""
+    resolved = osp.realpath(run_dir)
+    memo = {}
+
+    def inside(path):
+        d = osp.dirname(path)
+        if d not in memo:
+            memo[d] = d == run_dir or osp.realpath(d) == resolved
+        return memo[d]
+    return inside
+
+
+# -- public API ------------------------------------------------------------------
+
+@_gc_paused()   # decoding makes many small objects; see _parse_cache
+def load(run_dir, paths_stats: Mapping[str, os.stat_result]) -> dict:
+    """Load the cached tiers of a run's files into the process memo.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        The run directory.
+    paths_stats : mapping
+        ``{absolute file path: os.stat_result}`` of the files to look up, as
+        stat now. Only entries whose size and mtime equal these are used.
+
+    Returns
+    -------
+    dict
+        ``{path: FileIndex}`` for the files found (tier 0); their other tiers
+        are in :data:`xfeldata._tiers.MEMO`. Files not found must be scanned.
+
+    Never raises because of the cache: an unusable cache gives ``{}``.
+    """
+    path = cache_path(run_dir)
+    if path is None or not paths_stats:
+        return {}
+    files = _read_cache_file(path)
+    if not files:
+        return {}
+    run_dir = osp.abspath(os.fspath(run_dir))
+    inside = _in_dir_filter(run_dir)
+    found = {}
+    for fpath, st in paths_stats.items():
+        fpath = osp.abspath(os.fspath(fpath))
+        entry = files.get(osp.basename(fpath))
+        if entry is None or not _entry_is_current(entry, st) or not inside(fpath):
+            continue
+        try:
+            found[fpath] = _install(fpath, entry)
+        except Exception as e:   # a damaged entry is a miss, whatever its damage
+            log.debug("Ignoring damaged index cache entry for %s: %s", fpath, e)
+    if found:
+        _remember(run_dir, found.values())
+    log.debug("Index cache %s: %d of %d files found", path, len(found), len(paths_stats))
+    return found
+
+
+@_gc_paused()
+def save(run_dir, file_indexes: Iterable) -> bool:
+    """Save every known tier of the given files to the run's cache file.
+
+    Parameters
+    ----------
+    run_dir : str or path-like
+        The run directory.
+    file_indexes : iterable of FileIndex (or FileAccess)
+        Files of that directory; all records :data:`xfeldata._tiers.MEMO`
+        holds for them are saved. Files of other directories are skipped.
+
+    Entries already on disk are kept for the directory's other files that
+    are still current (same size and mtime), merged for these files, and
+    dropped for files that changed or no longer exist. The given files are
+    then no longer dirty in the memo.
+
+    Returns
+    -------
+    bool
+        Whether the cache file was written (False when disabled or not writable).
+    """
+    path = cache_path(run_dir)
+    run_dir = osp.abspath(os.fspath(run_dir))
+    inside = _in_dir_filter(run_dir)
+    fis = [getattr(f, 'index', f) for f in file_indexes]
+    fis = [fi for fi in fis if inside(fi.path)]
+    _remember(run_dir, fis)
+    if path is None or not fis:
+        return False
+
+    memo = _tiers.MEMO
+    with memo._lock:
+        # Clear dirtiness before collecting: a record added meanwhile stays dirty.
+        for fi in fis:
+            memo.dirty.discard(fi.key)
+    try:
+        by_file = _records_by_file({fi.key for fi in fis})
+        new = {osp.basename(fi.path): _encode_entry(fi, by_file[fi.key]) for fi in fis}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            files = {}
+            for name, entry in (_read_cache_file(path) or {}).items():
+                if name in new:
+                    if _entry_is_current(entry, _FakeStat(new[name])):
+                        new[name] = _merge_entries(entry, new[name])
+                    continue
+                try:
+                    st = os.stat(osp.join(run_dir, name))
+                except OSError:
+                    continue   # the file is gone
+                if _entry_is_current(entry, st):
+                    files[name] = entry
+            files.update(new)
+            atomic_write(path, _pack_cache(run_dir, files))
+    except Exception as e:   # a cache must never break the caller
+        log.debug("Could not save index cache %s: %s", path, e)
+        with memo._lock:
+            memo.dirty.update(fi.key for fi in fis)
+        return False
+    log.debug("Saved index cache %s (%d files)", path, len(files))
+    return True
+
+
+class _FakeStat:
+    """The size and mtime of an entry, shaped like a stat result."""
+    __slots__ = ('st_size', 'st_mtime')
+
+    def __init__(self, entry):
+        self.st_size, self.st_mtime = entry['size'], entry['mtime']
+
+
+def save_dirty() -> int:
+    """Save memo tiers learnt since the last save, for runs this process loaded or saved.
+
+    Registered with :mod:`atexit`; also safe to call at any time. Never raises.
+
+    Returns
+    -------
+    int
+        The number of run directories whose cache was written.
+    """
+    written = 0
+    with _known_lock:
+        runs = {d: list(fis.values()) for d, fis in _KNOWN_RUNS.items()}
+    for run_dir, fis in runs.items():
+        try:
+            dirty = _tiers.MEMO.dirty
+            todo = [fi for fi in fis if fi.key in dirty]
+            if todo and save(run_dir, todo):
+                written += 1
+        except Exception as e:   # at exit, a cache problem must stay silent
+            log.debug("Could not save index cache for %s: %s", run_dir, e)
+    return written
+
+
+def forget_runs() -> None:
+    """Forget which runs this process loaded or saved (tests; after fork)."""
+    with _known_lock:
+        _KNOWN_RUNS.clear()
+
+
+atexit.register(save_dirty)

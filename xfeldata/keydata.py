@@ -1,0 +1,264 @@
+"""KeyData: one key of one source, over the selected trains.
+
+A KeyData is a frozen record: the records of the files holding its source
+(tier 0 + that source's INDEX + the key's catalogue entry) and the selected
+train IDs. Its properties answer from those records; reading is a method that
+builds a :class:`~xfeldata.core.plan.ReadPlan` and executes it.
+"""
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from .core import plan as _plan
+from .core.records import readonly
+from .core.trains import select_train_ids, split_trains as _split_slices
+from .exceptions import NoDataError, TrainIDError
+
+__all__ = ['KeyData']
+
+
+@attrs.frozen(eq=False)
+class KeyData:
+    """Data for one key of one source (EXtra-data's ``KeyData``)."""
+    source: str
+    key: str
+    section: str
+    _files: tuple = attrs.field(repr=False)       # FileIndex records holding the source
+    _sindex: tuple = attrs.field(repr=False)      # SourceFileIndex per file (same order)
+    _info: object = attrs.field(repr=False)       # KeyInfo from the first file
+    _train_ids: np.ndarray = attrs.field(repr=False)
+    inc_suspect_trains: bool = True
+    is_single_run: bool = False
+
+    # -- identity ------------------------------------------------------------
+    def _ident(self):
+        return (self.source, self.key, self.section, self._files,
+                self._train_ids.tobytes(), self.inc_suspect_trains)
+
+    def __eq__(self, other):
+        return isinstance(other, KeyData) and self._ident() == other._ident()
+
+    def __hash__(self):
+        return hash(self._ident())
+
+    def __repr__(self):
+        sect = f" [section={self.section}]" if self.section not in ('CONTROL', 'INSTRUMENT') else ''
+        return (f"<xfeldata.KeyData{sect} source={self.source!r} key={self.key!r} "
+                f"for {len(self._train_ids)} trains>")
+
+    __iter__ = None
+
+    def _evolve_trains(self, tids):
+        return attrs.evolve(self, train_ids=readonly(tids, np.uint64))
+
+    # -- properties (answer from records, no I/O) -------------------------------
+    @property
+    def train_ids(self) -> list:
+        return list(self._train_ids)
+
+    @property
+    def files(self) -> list:
+        from .file_access import FileAccess
+        return [FileAccess(fi.path, _cache_info=fi) for fi in self._files]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._info.dtype
+
+    @property
+    def entry_shape(self) -> tuple:
+        return self._info.entry_shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self.entry_shape) + 1
+
+    @property
+    def index_group(self) -> str:
+        return '' if self.section == 'CONTROL' else self.key.partition('.')[0]
+
+    @property
+    def hdf5_data_path(self) -> str:
+        return f"/{self.section}/{self.source}/{self.key.replace('.', '/')}"
+
+    def _file_key_indexes(self):
+        g = self.index_group
+        out = []
+        for fi, si in zip(self._files, self._sindex):
+            if g not in si.groups:
+                continue
+            firsts, counts = si.group(g)
+            out.append(_plan.FileKeyIndex(fi.path, fi.train_ids, fi.valid, firsts, counts))
+        return out
+
+    def _counts(self) -> np.ndarray:
+        return _plan.counts_for_trains(self._file_key_indexes(), self._train_ids,
+                                       self.inc_suspect_trains)
+
+    @property
+    def shape(self) -> tuple:
+        return (int(self._counts().sum()),) + tuple(self.entry_shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def size_mb(self) -> float:
+        return self.nbytes / 1e6
+
+    @property
+    def size_gb(self) -> float:
+        return self.nbytes / 1e9
+
+    @property
+    def units(self):
+        u = self._info.units_map
+        sym = u.get('unitSymbol')
+        if sym is None:
+            return None
+        prefix = u.get('metricPrefixSymbol', '')
+        if prefix == 'u':
+            prefix = 'μ'
+        return prefix + sym
+
+    @property
+    def units_name(self):
+        u = self._info.units_map
+        name = u.get('unitName')
+        if name is None:
+            return None
+        return u.get('metricPrefixName', '') + name
+
+    @property
+    def is_control(self):
+        return self.section == 'CONTROL'
+
+    @property
+    def is_instrument(self):
+        return self.section == 'INSTRUMENT'
+
+    # -- counts and coordinates ------------------------------------------------
+    def data_counts(self, labelled=True):
+        """Entries per selected train (pandas Series by train ID, or a uint64 array)."""
+        counts = self._counts()
+        if not labelled:
+            return counts
+        import pandas as pd
+        return pd.Series(counts.astype(np.int64),
+                         index=pd.Index(self._train_ids, name='trainId'))
+
+    def train_id_coordinates(self) -> np.ndarray:
+        return _plan.entry_train_ids(self._file_key_indexes(), self._train_ids,
+                                     self.inc_suspect_trains)
+
+    # -- plans and reading -----------------------------------------------------
+    def plan(self, roi=()) -> _plan.ReadPlan:
+        """The read plan for ``ndarray(roi=roi)`` (nothing is read)."""
+        from .core.trains import roi_shape
+        if not isinstance(roi, tuple):
+            roi = (roi,)
+        rshape = roi_shape(self.entry_shape, roi) if roi != () else None
+        return _plan.plan_key(self._file_key_indexes(), self.hdf5_data_path, self.dtype,
+                              self.entry_shape, self._train_ids, self.inc_suspect_trains,
+                              roi=roi, roi_shape=rshape,
+                              label=f"{self.source} {self.key}")
+
+    def ndarray(self, roi=(), out=None) -> np.ndarray:
+        """Load the selected data as a numpy array (``execute(self.plan(roi))``)."""
+        from ._execute import execute
+        return execute(self.plan(roi), out=out)
+
+    def series(self):
+        import pandas as pd
+        if self.ndim > 1:
+            raise TypeError(f"series() only works for 1-D data; {self.key!r} has "
+                            f"entry shape {self.entry_shape}")
+        name = self.source + '/' + _strip_value(self.key, self.section)
+        idx = pd.Index(self.train_id_coordinates(), name='trainId')
+        return pd.Series(self.ndarray(), index=idx, name=name)
+
+    def xarray(self, extra_dims=None, roi=(), name=None):
+        import xarray as xr
+        arr = self.ndarray(roi=roi)
+        if extra_dims is None:
+            extra_dims = [f'dim_{i}' for i in range(arr.ndim - 1)]
+        if name is None:
+            name = f"{self.source}.{_strip_value(self.key, self.section)}"
+        da = xr.DataArray(arr, dims=['trainId'] + list(extra_dims),
+                          coords={'trainId': self.train_id_coordinates()}, name=name)
+        if self.units:
+            da.attrs['units'] = self.units
+        return da
+
+    # -- selection ---------------------------------------------------------------
+    def select_trains(self, trains) -> 'KeyData':
+        return self._evolve_trains(select_train_ids(self._train_ids, trains))
+
+    def __getitem__(self, item):
+        return self.select_trains(item)
+
+    def split_trains(self, parts=None, trains_per_part=None):
+        for s in _split_slices(len(self._train_ids), parts, trains_per_part):
+            yield self._evolve_trains(self._train_ids[s])
+
+    def drop_empty_trains(self) -> 'KeyData':
+        return self._evolve_trains(self._train_ids[self._counts() > 0])
+
+    # -- single trains -------------------------------------------------------------
+    def train_from_id(self, train_id, keep_dims=False):
+        tid = int(train_id)
+        ix = np.searchsorted(self._train_ids, np.uint64(tid))
+        if ix >= len(self._train_ids) or int(self._train_ids[ix]) != tid:
+            raise TrainIDError(train_id)
+        one = self._evolve_trains(self._train_ids[ix:ix + 1])
+        arr = one.ndarray()
+        if len(arr) == 1 and not keep_dims:
+            return tid, arr[0]
+        return tid, arr
+
+    def train_from_index(self, i, keep_dims=False):
+        tid = self._train_ids[i]
+        return self.train_from_id(tid, keep_dims=keep_dims)
+
+    def as_single_value(self, rtol=1e-5, atol=0.0, reduce_by='median'):
+        """The one value this key has over the selection, checked to be constant."""
+        arr = self.ndarray()
+        if len(arr) == 0:
+            raise NoDataError(self.source, self.key)
+        if arr.dtype.kind not in 'biufc':
+            if reduce_by not in (None, 'median', 'first'):
+                raise TypeError("reduce_by is only supported for numeric data")
+            first = arr[0]
+            if not all(_same(first, v) for v in arr[1:]):
+                raise ValueError(f"{self.source} {self.key}: values are not all identical")
+            return first
+        if reduce_by is None or reduce_by == 'median':
+            value = np.median(arr, axis=0)
+        elif reduce_by == 'first':
+            value = arr[0]
+        elif callable(reduce_by):
+            value = reduce_by(arr)
+        elif isinstance(reduce_by, str) and hasattr(np, reduce_by):
+            value = getattr(np, reduce_by)(arr, axis=0)
+        else:
+            raise ValueError(f"Unknown reduce_by method {reduce_by!r}")
+        if not np.allclose(arr, value, rtol=rtol, atol=atol):
+            dev = np.max(np.abs(arr - value))
+            raise ValueError(f"{self.source} {self.key}: values are not constant "
+                             f"(max absolute deviation {dev} from {value})")
+        return value
+
+
+def _same(a, b):
+    try:
+        return bool(np.all(a == b))
+    except Exception:
+        return a is b
+
+
+def _strip_value(key, section):
+    if section == 'CONTROL' and key.endswith('.value'):
+        return key[:-6]
+    return key

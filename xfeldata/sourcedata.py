@@ -1,0 +1,221 @@
+"""SourceData: one source over the selected trains, with a key selection.
+
+A frozen record: the source's name and section, the FileIndex records of the
+files that hold it, the selected keys (None = all) and train IDs. Loading a
+tier of the index (key names, INDEX arrays) happens in methods, through the
+memoised loaders of :mod:`xfeldata._tiers`.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+
+import attrs
+import numpy as np
+
+from . import _tiers
+from .core.records import readonly
+from .core.selection import normalise_key
+from .core.trains import select_train_ids, split_trains as _split_slices
+from .exceptions import MultiRunError, PropertyNameError
+
+__all__ = ['SourceData']
+
+
+@attrs.frozen(eq=False)
+class SourceData:
+    """Data for one source (EXtra-data's ``SourceData``)."""
+    source: str
+    section: str
+    _files: tuple = attrs.field(repr=False)       # FileIndex records holding the source
+    sel_keys: frozenset | None = None
+    _train_ids: np.ndarray = attrs.field(repr=False, factory=lambda: np.zeros(0, np.uint64))
+    canonical_name: str = ''
+    is_single_run: bool = False
+    inc_suspect_trains: bool = True
+
+    def _ident(self):
+        return (self.source, self.section, self._files, self.sel_keys,
+                self._train_ids.tobytes(), self.inc_suspect_trains)
+
+    def __eq__(self, other):
+        return isinstance(other, SourceData) and self._ident() == other._ident()
+
+    def __hash__(self):
+        return hash(self._ident())
+
+    def __repr__(self):
+        sect = f" [section={self.section}]" if self.section not in ('CONTROL', 'INSTRUMENT') else ''
+        return (f"<xfeldata.SourceData{sect} source={self.source!r} "
+                f"for {len(self._train_ids)} trains>")
+
+    __iter__ = None
+
+    # -- properties ------------------------------------------------------------
+    @property
+    def train_ids(self) -> list:
+        return list(self._train_ids)
+
+    @property
+    def files(self) -> list:
+        from .file_access import FileAccess
+        return [FileAccess(fi.path, _cache_info=fi) for fi in self._files]
+
+    @property
+    def is_control(self):
+        return self.section == 'CONTROL'
+
+    @property
+    def is_instrument(self):
+        return self.section == 'INSTRUMENT'
+
+    @property
+    def is_legacy(self):
+        return bool(self.canonical_name) and self.canonical_name != self.source
+
+    # -- keys --------------------------------------------------------------------
+    def _all_keys(self) -> frozenset:
+        # The key catalogue of one file is enough (EXtra-data consults one file).
+        return _tiers.source_keys(self._files[0], self._hdf5_name(), self.section).keys
+
+    def _hdf5_name(self):
+        return self.source
+
+    def keys(self, inc_timestamps=True) -> set:
+        keys = set(self._all_keys() if self.sel_keys is None else self.sel_keys)
+        if not inc_timestamps and self.section == 'CONTROL':
+            keys = {k[:-6] for k in keys if k.endswith('.value')}
+        return keys
+
+    def __contains__(self, key):
+        return normalise_key(self.section, key) in self.keys()
+
+    def _key_data(self, key):
+        from .keydata import KeyData
+        nkey = normalise_key(self.section, key)
+        keys = self.keys()
+        if nkey not in keys:
+            raise PropertyNameError(key, self.source, candidates=keys)
+        sindex = tuple(_tiers.source_index(fi, self._hdf5_name(), self.section)
+                       for fi in self._files)
+        info = _tiers.key_info(self._files[0], self._hdf5_name(), self.section, nkey)
+        return KeyData(self.source, nkey, self.section, self._files, sindex, info,
+                       self._train_ids, self.inc_suspect_trains, self.is_single_run)
+
+    def __getitem__(self, item):
+        if isinstance(item, str):
+            return self._key_data(item)
+        return self.select_trains(item)
+
+    def one_key(self, index_group=None):
+        keys = sorted(self.keys())
+        if index_group is not None:
+            keys = [k for k in keys if k.partition('.')[0] == index_group]
+            if not keys:
+                raise ValueError(f"{self.source} has no index group {index_group!r} "
+                                 "among the selected keys")
+        return keys[0] if keys else None
+
+    def select_keys(self, keys) -> 'SourceData':
+        available = self.keys()
+        if keys is None or (isinstance(keys, (set, frozenset)) and not keys):
+            return self
+        if isinstance(keys, str):
+            g = keys
+            if self.section == 'CONTROL' and not (g.endswith('.value') or g.endswith('*')):
+                g += '.value'
+            rx = re.compile(fnmatch.translate(g))
+            new = frozenset(k for k in available if rx.fullmatch(k))
+            if not new:
+                raise PropertyNameError(keys, self.source, candidates=available)
+        else:
+            new = set()
+            for k in keys:
+                nk = normalise_key(self.section, k)
+                if nk not in available:
+                    raise PropertyNameError(k, self.source, candidates=available)
+                new.add(nk)
+            new = frozenset(new)
+        return attrs.evolve(self, sel_keys=new)
+
+    # -- trains ------------------------------------------------------------------
+    def select_trains(self, trains) -> 'SourceData':
+        return attrs.evolve(self, train_ids=readonly(select_train_ids(self._train_ids, trains)))
+
+    def split_trains(self, parts=None, trains_per_part=None):
+        for s in _split_slices(len(self._train_ids), parts, trains_per_part):
+            yield attrs.evolve(self, train_ids=readonly(self._train_ids[s]))
+
+    @property
+    def index_groups(self) -> set:
+        if self.section == 'CONTROL':
+            return {''}
+        if self.sel_keys is not None:
+            return {k.partition('.')[0] for k in self.sel_keys}
+        return set(_tiers.source_index(self._files[0], self._hdf5_name(), self.section).groups)
+
+    def data_counts(self, labelled=True, index_group=None):
+        """Per-train maximum entry count over index groups."""
+        from .core.plan import FileKeyIndex, counts_for_trains
+        groups = [index_group] if index_group is not None else sorted(self.index_groups)
+        total = np.zeros(len(self._train_ids), dtype=np.uint64)
+        for g in groups:
+            fkis = []
+            for fi in self._files:
+                si = _tiers.source_index(fi, self._hdf5_name(), self.section)
+                if g in si.groups:
+                    firsts, counts = si.group(g)
+                    fkis.append(FileKeyIndex(fi.path, fi.train_ids, fi.valid, firsts, counts))
+            total = np.maximum(total, counts_for_trains(fkis, self._train_ids,
+                                                        self.inc_suspect_trains))
+        if not labelled:
+            return total
+        import pandas as pd
+        return pd.Series(total.astype(np.int64), index=pd.Index(self._train_ids, name='trainId'))
+
+    # -- RUN values ----------------------------------------------------------------
+    def _check_single_run(self, allow_multi_run):
+        if not (self.is_single_run or allow_multi_run):
+            raise MultiRunError()
+
+    def run_keys(self, inc_timestamps=True) -> set:
+        self._check_single_run(False)
+        keys = set(_tiers.run_keys(self._files[0], self._hdf5_name()))
+        if not inc_timestamps:
+            keys = {k[:-6] for k in keys if k.endswith('.value')}
+        return keys
+
+    def run_value(self, key, *, allow_multi_run=False):
+        """The value of ``key`` recorded at the start of the run (RUN section)."""
+        self._check_single_run(allow_multi_run)
+        if self.section != 'CONTROL':
+            raise ValueError(f"{self.source} has no RUN values")
+        f = _tiers.h5file(self._files[0])
+        grp = f.get(f'RUN/{self.source}')
+        if grp is None:
+            raise ValueError(f"{self.source} has no RUN values")
+        nkey = normalise_key('CONTROL', key)
+        ds = grp.get(nkey.replace('.', '/'))
+        if ds is None:
+            raise PropertyNameError(key, self.source,
+                                    candidates=_tiers.run_keys(self._files[0], self.source))
+        v = ds[0]
+        if isinstance(v, bytes):
+            v = v.decode('utf-8', 'surrogateescape')
+        return v
+
+    def run_values(self, inc_timestamps=True) -> dict:
+        keys = self.run_keys()
+        out = {}
+        for k in keys:
+            v = self.run_value(k)
+            if not inc_timestamps:
+                if k.endswith('.timestamp'):
+                    continue
+                k = k[:-6] if k.endswith('.value') else k
+            out[k] = v
+        return out
+
+    def run_metadata(self) -> dict:
+        self._check_single_run(False)
+        return dict(_tiers.file_meta(self._files[0]).metadata)
