@@ -160,6 +160,23 @@ def test_round_trip(run_dir, monkeypatch):
     assert fi.valid.tolist() == [True, False, True, True, True]
 
 
+def test_nothing_new_is_not_rewritten(run_dir):
+    fis = scan_all_tiers(run_dir)
+    assert index_cache.save(run_dir, fis)
+    path = index_cache.cache_path(run_dir)
+    ino = os.stat(path).st_ino   # os.replace gives a new inode
+    assert index_cache.save(run_dir, fis) is False
+    _tiers.MEMO.clear()
+    index_cache.forget_runs()
+    found = index_cache.load(run_dir, stats_of(run_dir))
+    assert index_cache.save(run_dir, found.values()) is False
+    assert os.stat(path).st_ino == ino
+    # One new tier for one file: written again.
+    _tiers.source_keys(found[fis[0].path], INST, 'INSTRUMENT')
+    assert index_cache.save(run_dir, found.values()) is True
+    assert os.stat(path).st_ino != ino
+
+
 def test_load_keeps_records_already_in_memo(run_dir):
     fis = scan_all_tiers(run_dir)
     index_cache.save(run_dir, fis)
@@ -251,8 +268,8 @@ def test_changed_byte_ignored(run_dir):
     path = index_cache.cache_path(run_dir)
     data = path.read_bytes()
     # Still valid msgpack, with a key name changed: only the checksum can tell.
-    assert data.count(b'beamPosition.value') == 1
-    path.write_bytes(data.replace(b'beamPosition.value', b'beamPosiTion.value'))
+    assert b'beamPosition.value' in data
+    path.write_bytes(data.replace(b'beamPosition.value', b'beamPosiTion.value', 1))
     _tiers.MEMO.clear()
     assert index_cache.load(run_dir, stats_of(run_dir)) == {}
 
@@ -318,7 +335,8 @@ def test_save_merges_other_files_and_drops_gone_ones(run_dir):
     os.remove(run_dir / RUN_FILES[3])
     changed = run_dir / RUN_FILES[2]
     os.utime(changed, (1000, 1000))
-    index_cache.save(run_dir, fis[:1])
+    _tiers.source_keys(fis[0], INST, 'INSTRUMENT')   # something new to write
+    assert index_cache.save(run_dir, fis[:1])
     assert sorted(cached_files(run_dir)) == RUN_FILES[:2]
 
 
