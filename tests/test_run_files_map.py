@@ -176,6 +176,9 @@ def test_incomplete_entry_ignored(run_dir, missing):
 
 @pytest.mark.parametrize('damage', [
     lambda e: e.update(train_ids=['10000']),
+    lambda e: e.update(train_ids=[float(t) for t in e['train_ids']]),
+    lambda e: e.update(train_ids=[True] * len(e['train_ids'])),
+    lambda e: e.update(train_ids=[-1] + e['train_ids'][1:]),
     lambda e: e.update(suspect_train_indices=[99]),
     lambda e: e.update(control_sources='SA1_XTD2_XGM/DOOCS/MAIN'),
     lambda e: e.update(legacy_sources=[]),

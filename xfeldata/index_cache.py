@@ -280,8 +280,6 @@ def _enc_value(v):
         return ['g', _enc_dtype(v.dtype), v.tobytes()]
     if isinstance(v, np.dtype):
         return ['dtype', _enc_dtype(v)]
-    if t is KeyInfo:
-        return ['ki', encode_key_info(v)]
     raise TypeError(f"cannot cache a value of type {t.__name__}")
 
 
@@ -310,8 +308,6 @@ def _dec_value(obj):
         return np.frombuffer(obj[2], dtype=dt)[0]
     if tag == 'dtype':
         return _dec_dtype(obj[1])
-    if tag == 'ki':
-        return decode_key_info(obj[1])
     if tag == 'bigint':
         return int(obj[1])
     raise ValueError(f"unknown value tag {tag!r}")
@@ -811,8 +807,9 @@ def save(run_dir, file_indexes: Iterable) -> bool:
             files = {}
             for name, entry in (_read_cache_file(path) or {}).items():
                 if name in new:
-                    if _entry_is_current(entry, _FakeStat(new[name])):
-                        new[name] = _merge_entries(entry, new[name])
+                    mine = new[name]
+                    if (entry['size'], entry['mtime']) == (mine['size'], mine['mtime']):
+                        new[name] = _merge_entries(entry, mine)
                     continue
                 try:
                     st = os.stat(osp.join(run_dir, name))
@@ -831,14 +828,6 @@ def save(run_dir, file_indexes: Iterable) -> bool:
         return False
     log.debug("Saved index cache %s (%d files)", path, len(files))
     return True
-
-
-class _FakeStat:
-    """The size and mtime of an entry, shaped like a stat result."""
-    __slots__ = ('st_size', 'st_mtime')
-
-    def __init__(self, entry):
-        self.st_size, self.st_mtime = entry['size'], entry['mtime']
 
 
 def save_dirty() -> int:
