@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from xfeldata import index_cache
+from xfeldata import _cache_codec, index_cache
 from xfeldata.core.records import FileIndex, FileMeta, KeyInfo, SourceFileIndex, SourceKeys
 
 # Names include every code point, also lone surrogates (undecodable file names).
@@ -71,8 +71,8 @@ def same_dtype(a: np.dtype, b: np.dtype) -> bool:
 def via_msgpack(value):
     """Encode a dtype as the cache does, through real msgpack bytes, and decode."""
     import msgpack
-    data = msgpack.packb(index_cache._enc_dtype(value), use_bin_type=True)
-    return index_cache._dec_dtype(msgpack.unpackb(data, raw=False))
+    data = msgpack.packb(_cache_codec._enc_dtype(value), use_bin_type=True)
+    return _cache_codec._dec_dtype(msgpack.unpackb(data, raw=False))
 
 
 @given(dtypes)
@@ -201,9 +201,9 @@ def test_source_keys_round_trip(sk):
 def test_value_round_trip(v):
     # The tagged value encoding keeps types: what digests (repr) see stays the same.
     import msgpack
-    data = msgpack.packb(index_cache._enc_value(v), use_bin_type=True,
+    data = msgpack.packb(_cache_codec._enc_value(v), use_bin_type=True,
                          unicode_errors='surrogatepass')
-    back = index_cache._dec_value(msgpack.unpackb(data, raw=False,
+    back = _cache_codec._dec_value(msgpack.unpackb(data, raw=False,
                                                   unicode_errors='surrogatepass'))
     assert repr(back) == repr(v)
 
@@ -250,7 +250,7 @@ arrays = (progressions()
 
 @given(arrays)
 def test_array_round_trip(a):
-    back = index_cache._dec_value(index_cache._enc_value(a))
+    back = _cache_codec._dec_value(_cache_codec._enc_value(a))
     assert back.dtype == a.dtype and back.dtype.str == a.dtype.str
     assert back.shape == a.shape and back.tobytes() == a.tobytes()
     assert not back.flags.writeable

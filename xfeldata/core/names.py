@@ -1,7 +1,7 @@
 """Pure string helpers: EuXFEL file names, data paths, globs and run arguments.
 
 Nothing here touches the filesystem: every function takes strings (or path
-objects, only ever converted with :func:`os.fspath`) and returns values. The
+objects, only ever converted with their ``__fspath__``) and returns values. The
 effectful lookups (``find_proposal``, data root from the environment) live in
 :mod:`xfeldata.read_machinery`.
 
@@ -11,9 +11,26 @@ See FORMAT.md sections 1.1-1.3 for the conventions parsed here.
 from __future__ import annotations
 
 import numbers
-import os
 import re
 from typing import Any, NamedTuple
+
+PathLike = Any  # anything with __fspath__; the core never imports os
+
+
+def _fspath(p) -> str:
+    """A str, or what ``__fspath__`` returns (the core does not import os)."""
+    if isinstance(p, str):
+        return p
+    if hasattr(p, '__fspath__'):
+        r = p.__fspath__()
+        return r.decode('utf-8', 'surrogateescape') if isinstance(r, bytes) else r
+    if isinstance(p, bytes):
+        return p.decode('utf-8', 'surrogateescape')
+    raise TypeError(f"expected str or path-like, not {type(p).__name__}")
+
+
+def _basename(path: str) -> str:
+    return path.rsplit('/', 1)[-1]
 
 import numpy as np
 
@@ -166,12 +183,12 @@ class FileNameParts(NamedTuple):
     sequence: int | None
 
 
-def parse_filename(name: str | os.PathLike) -> FileNameParts | None:
+def parse_filename(name: str | PathLike) -> FileNameParts | None:
     """Parse an EuXFEL data file name (a basename or a path).
 
     Parameters
     ----------
-    name : str or os.PathLike
+    name : str or path-like
         File name; only the last path component is used.
 
     Returns
@@ -188,7 +205,7 @@ def parse_filename(name: str | os.PathLike) -> FileNameParts | None:
     >>> parse_filename('notes.txt') is None
     True
     """
-    base = os.path.basename(os.fspath(name))
+    base = _basename(_fspath(name))
     m = FILENAME_RE.fullmatch(base)
     if m is None:
         return None
@@ -217,7 +234,7 @@ class FilenameInfo:
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str or path-like
         File path or name (no file access).
 
     Examples
@@ -236,10 +253,10 @@ class FilenameInfo:
     __slots__ = ("path", "basename", "parts", "is_detector", "detector_name",
                  "detector_moduleno", "description")
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | PathLike):
         set_ = object.__setattr__  # frozen: assignment is only allowed here
-        set_(self, "path", os.fspath(path))
-        set_(self, "basename", os.path.basename(self.path))
+        set_(self, "path", _fspath(path))
+        set_(self, "basename", _basename(self.path))
         parts = parse_filename(self.basename)
         set_(self, "parts", parts)
         is_detector, det_name, modno = False, None, None
@@ -305,7 +322,7 @@ _STORAGE_PATH_RE = re.compile(
 )
 
 
-def parse_path_metadata(dirpath: str | os.PathLike) -> PathInfo | None:
+def parse_path_metadata(dirpath: str | PathLike) -> PathInfo | None:
     """Parse storage class, instrument, cycle, proposal and run from a directory path.
 
     The path should already be resolved (symlinks followed) by the caller. Both
@@ -315,7 +332,7 @@ def parse_path_metadata(dirpath: str | os.PathLike) -> PathInfo | None:
 
     Parameters
     ----------
-    dirpath : str or os.PathLike
+    dirpath : str or path-like
         Absolute directory path (not touched on disk).
 
     Returns
@@ -332,7 +349,7 @@ def parse_path_metadata(dirpath: str | os.PathLike) -> PathInfo | None:
     >>> parse_path_metadata('/tmp/r0007') is None
     True
     """
-    path = os.fspath(dirpath)
+    path = _fspath(dirpath)
     m = _EXP_PATH_RE.match(path)
     if m is not None:
         instrument, cycle, prop, category, run = m.groups()
@@ -356,12 +373,12 @@ def proposal_is_path(proposal: Any) -> bool:
     >>> proposal_is_path('/gpfs/exfel/exp/SPB/201901/p002173'), proposal_is_path(2173)
     (True, False)
     """
-    if isinstance(proposal, os.PathLike):
+    if hasattr(proposal, '__fspath__'):
         return True
     return isinstance(proposal, str) and "/" in proposal
 
 
-def normalise_proposal(proposal: int | str | os.PathLike) -> str:
+def normalise_proposal(proposal: int | str | PathLike) -> str:
     """Turn an ``open_run`` proposal argument into ``pNNNNNN`` (or a path string).
 
     Integers (incl. numpy ints) give ``'p%06d'``; digit strings with or without
@@ -385,7 +402,7 @@ def normalise_proposal(proposal: int | str | os.PathLike) -> str:
     '/data/p002173'
     """
     if proposal_is_path(proposal):
-        return os.fspath(proposal)
+        return _fspath(proposal)
     if is_int_like(proposal):
         number = int(proposal)
     elif isinstance(proposal, str):

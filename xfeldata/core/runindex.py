@@ -20,22 +20,9 @@ __all__ = ['RunIndex', 'find_conflicts', 'union_train_ids']
 
 
 def union_train_ids(files, inc_suspect_trains=True) -> np.ndarray:
-    """Sorted unique train IDs of ``files`` (valid ones only if not including suspects).
-
-    Files with identical train ID arrays (the 16 modules of a detector) are
-    counted once, which keeps this fast on very large runs.
-    """
-    seen = set()
-    arrays = []
-    for f in files:
-        ids = f.usable_train_ids(inc_suspect_trains)
-        if len(ids) == 0:
-            continue
-        k = (f.digest, inc_suspect_trains)
-        if k in seen:
-            continue
-        seen.add(k)
-        arrays.append(ids)
+    """Sorted unique train IDs of ``files`` (valid ones only if not including suspects)."""
+    arrays = [f.usable_train_ids(inc_suspect_trains) for f in files]
+    arrays = [a for a in arrays if len(a)]
     if not arrays:
         return readonly(np.zeros(0, np.uint64))
     return readonly(np.unique(np.concatenate(arrays)))
