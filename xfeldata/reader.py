@@ -9,7 +9,6 @@ new DataCollection; nothing is mutated.
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 import os.path as osp
 import warnings
@@ -17,7 +16,7 @@ import warnings
 import attrs
 import numpy as np
 
-from . import _tiers, locality
+from . import _open, _tiers, locality
 from .core import selection as _sel
 from .core.names import DETECTOR_SOURCE_RE, normalise_proposal, normalise_run
 from .core.records import readonly
@@ -78,7 +77,7 @@ class DataCollection:
     @classmethod
     def from_paths(cls, paths, _files_map=None, *, inc_suspect_trains=True,
                    is_single_run=False, parallelize=True):
-        fis, skipped = _file_indexes(paths, _files_map)
+        fis, skipped = _open.file_indexes(paths, _files_map, parallelize=parallelize)
         if not fis:
             raise NoUsableFilesError("All HDF5 files specified are unusable", skipped)
         return cls(fis, inc_suspect_trains=inc_suspect_trains, is_single_run=is_single_run)
@@ -465,35 +464,6 @@ def same_run(*args) -> bool:
 
 # -- opening -----------------------------------------------------------------------------------
 
-def _file_indexes(paths, files_map=None, cached=None):
-    """Tier-0 records for ``paths``; unusable files are skipped with a warning."""
-    fis, skipped = [], []
-    cached = cached or {}
-    for p in paths:
-        p = osp.abspath(p)
-        fi = cached.get(p)
-        if fi is None and files_map is not None:
-            fi = files_map.file_index(p)
-        if fi is None:
-            try:
-                fi = FileAccess(p).index
-            except Exception as e:  # a bad file must not stop the others
-                reason = f"{type(e).__name__}: {e}"
-                warnings.warn(f"Skipping file {p} ({reason})", stacklevel=3)
-                skipped.append((p, reason))
-                continue
-        else:
-            FileAccess(p, _cache_info=fi)
-        fis.append(fi)
-    return fis, skipped
-
-
-def _list_run_files(path, include):
-    names = sorted(n for n in os.listdir(path)
-                   if n.endswith('.h5') and n.lower() != 'overview.h5')
-    return [osp.join(path, n) for n in names if fnmatch.fnmatch(n, include)]
-
-
 def RunDirectory(path, include='*', file_filter=locality.lc_any, *, inc_suspect_trains=True,
                  parallelize=True, _use_voview=True):
     """Open a run directory (every ``*.h5`` file matching ``include``).
@@ -501,38 +471,8 @@ def RunDirectory(path, include='*', file_filter=locality.lc_any, *, inc_suspect_
     Unusable files are skipped with a warning naming the file and the problem;
     :class:`~xfeldata.exceptions.NoUsableFilesError` if none can be used.
     """
-    from . import index_cache, run_files_map, voview
-    path = osp.abspath(os.fspath(path))
-    all_files = _list_run_files(path, '*')
-    files = _list_run_files(path, include)
-    if not files:
-        raise FileNotFoundError(f"No HDF5 files found in {path} with glob pattern {include}")
-    files = list(file_filter(files))
-    if _use_voview and include == '*' and len(files) == len(all_files):
-        vo = voview.find_file_valid(path)
-        if vo is not None:
-            dc = DataCollection([vo], inc_suspect_trains=inc_suspect_trains, is_single_run=True)
-            return dc._evolve(ctx_closes=True)
-    stats = {}
-    for p in files:
-        try:
-            stats[p] = os.stat(p)
-        except OSError:
-            pass
-    cached = index_cache.load(path, stats)
-    fmap = run_files_map.RunFilesMap(path)
-    fis, skipped = _file_indexes(files, fmap, cached)
-    if not fis:
-        raise NoUsableFilesError("All HDF5 files specified are unusable", skipped)
-    try:
-        fmap.save(fis)
-    except Exception:
-        pass
-    if len(cached) < len(fis):  # something was scanned: remember it
-        try:
-            index_cache.save(path, fis)
-        except Exception:
-            pass
+    fis = _open.run_file_indexes(path, include, file_filter, parallelize=parallelize,
+                                 use_voview=_use_voview)
     dc = DataCollection(fis, inc_suspect_trains=inc_suspect_trains, is_single_run=True)
     return dc._evolve(ctx_closes=True)
 
