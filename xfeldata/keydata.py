@@ -12,6 +12,7 @@ import numpy as np
 
 from .core import plan as _plan
 from .core.records import readonly
+from .core.selection import files_in_use
 from .core.trains import select_train_ids, split_trains as _split_slices
 from .exceptions import NoDataError, TrainIDError
 
@@ -50,7 +51,14 @@ class KeyData:
     __iter__ = None
 
     def _evolve_trains(self, tids):
-        return attrs.evolve(self, train_ids=readonly(tids, np.uint64))
+        tids = readonly(tids, np.uint64)
+        keep = files_in_use(self._files, None, tids, self.inc_suspect_trains)
+        if len(keep) != len(self._files):
+            kept = {fi.path for fi in keep}
+            pairs = [(fi, si) for fi, si in zip(self._files, self._sindex) if fi.path in kept]
+            return attrs.evolve(self, files=tuple(p[0] for p in pairs),
+                                sindex=tuple(p[1] for p in pairs), train_ids=tids)
+        return attrs.evolve(self, train_ids=tids)
 
     # -- properties (answer from records, no I/O) -------------------------------
     @property
@@ -90,6 +98,20 @@ class KeyData:
                 continue
             firsts, counts = si.group(g)
             out.append(_plan.FileKeyIndex(fi.path, fi.train_ids, fi.valid, firsts, counts))
+        return out
+
+    def _counts_by_file(self) -> list:
+        """Entries each file contributes to the selection (same order as _files)."""
+        g = self.index_group
+        out = []
+        for fi, si in zip(self._files, self._sindex):
+            if g not in si.groups:
+                out.append(0)
+                continue
+            firsts, counts = si.group(g)
+            fki = _plan.FileKeyIndex(fi.path, fi.train_ids, fi.valid, firsts, counts)
+            out.append(int(_plan.counts_for_trains([fki], self._train_ids,
+                                                   self.inc_suspect_trains).sum()))
         return out
 
     def _counts(self) -> np.ndarray:
@@ -139,6 +161,36 @@ class KeyData:
     def is_instrument(self):
         return self.section == 'INSTRUMENT'
 
+    @property
+    def is_reduction(self):
+        return self.section == 'REDUCTION'
+
+    @property
+    def is_errata(self):
+        return self.section == 'ERRATA'
+
+    @property
+    def is_auxiliary(self):
+        return self.section in ('REDUCTION', 'ERRATA')
+
+    @property
+    def source_file_paths(self) -> list:
+        """Paths of the real files holding the selected data.
+
+        Answered from the index records for ordinary files; for a virtual
+        overview file, the files its datasets map to (read once, memoised).
+        """
+        from pathlib import Path
+        counts_by_file = self._counts_by_file()
+        paths = [fi.path for fi, n in zip(self._files, counts_by_file) if n > 0]
+        if self._info.is_virtual:
+            from ._vds import virtual_source_files
+            real = []
+            for p in paths:
+                real.extend(virtual_source_files(p, self.hdf5_data_path))
+            paths = list(dict.fromkeys(real)) or paths
+        return [Path(p) for p in paths]
+
     # -- counts and coordinates ------------------------------------------------
     def data_counts(self, labelled=True):
         """Entries per selected train (pandas Series by train ID, or a uint64 array)."""
@@ -148,6 +200,35 @@ class KeyData:
         import pandas as pd
         return pd.Series(counts.astype(np.int64),
                          index=pd.Index(self._train_ids, name='trainId'))
+
+    def train_index_bounds(self, labelled=False):
+        """(start, stop) of each selected train's entries in ``ndarray()`` output."""
+        counts = self._counts().astype(np.int64)
+        stop = np.cumsum(counts)
+        start = stop - counts
+        if not labelled:
+            return start, stop
+        import pandas as pd
+        return pd.DataFrame({'start': start, 'stop': stop},
+                            index=pd.Index(self._train_ids, name='trainId'))
+
+    def attributes(self) -> dict:
+        """The HDF5 attributes of this key (for control keys, the parent group's too)."""
+        from ._tiers import h5file
+        f = h5file(self._files[0])
+        ds = f[self.hdf5_data_path]
+        out = {}
+        if self.section == 'CONTROL' and self.key.endswith('.value'):
+            out.update(_decode_attrs(ds.parent.attrs))
+        out.update(_decode_attrs(ds.attrs))
+        return out
+
+    def run_value(self, allow_multi_run=False):
+        """The value of this key in the RUN section (control keys only)."""
+        from .sourcedata import SourceData
+        sd = SourceData(self.source, self.section, self._files, None, self._train_ids,
+                        self.source, self.is_single_run, self.inc_suspect_trains)
+        return sd.run_value(self.key, allow_multi_run=allow_multi_run)
 
     def train_id_coordinates(self) -> np.ndarray:
         return _plan.entry_train_ids(self._file_key_indexes(), self._train_ids,
@@ -222,7 +303,7 @@ class KeyData:
         tid = self._train_ids[i]
         return self.train_from_id(tid, keep_dims=keep_dims)
 
-    def as_single_value(self, rtol=1e-5, atol=0.0, reduce_by='median'):
+    def as_single_value(self, rtol=1e-5, atol=0.0, reduce_by=None):
         """The one value this key has over the selection, checked to be constant."""
         arr = self.ndarray()
         if len(arr) == 0:
@@ -245,10 +326,22 @@ class KeyData:
         else:
             raise ValueError(f"Unknown reduce_by method {reduce_by!r}")
         if not np.allclose(arr, value, rtol=rtol, atol=atol):
-            dev = np.max(np.abs(arr - value))
-            raise ValueError(f"{self.source} {self.key}: values are not constant "
-                             f"(max absolute deviation {dev} from {value})")
+            adev = np.max(np.abs(arr - value))
+            with np.errstate(divide='ignore', invalid='ignore'):
+                rdev = np.max(np.abs((arr - value) / value))
+            raise ValueError(f"{self.source} {self.key}: values are not constant within "
+                             f"rtol={rtol}, atol={atol} (max absolute deviation {adev}, "
+                             f"max relative deviation {rdev} from {value})")
         return value
+
+
+def _decode_attrs(attrs) -> dict:
+    out = {}
+    for k, v in attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode('utf-8', 'surrogateescape')
+        out[k] = v
+    return out
 
 
 def _same(a, b):

@@ -179,10 +179,16 @@ class DataCollection:
             warnings.warn(f"{source!r} is a legacy name for {legacy[source]!r}: access via "
                           "this name will stop working; use the new name instead.",
                           DeprecationWarning, stacklevel=3)
-        return SourceData(source, self._section(source), self._index.files_for_source(source),
+        return SourceData(source, self._section(source), self._source_files(source),
                           self._selection.source_map[source], self._selection.train_ids,
                           legacy.get(source, source), self.is_single_run,
                           self.inc_suspect_trains)
+
+    def _source_files(self, source) -> tuple:
+        """FileIndex records this selection reads ``source`` from."""
+        return _sel.files_in_use(self._index.files_for_source(source),
+                                 self._selection.file_map.get(source),
+                                 self._selection.train_ids, self.inc_suspect_trains)
 
     def keys_for_source(self, source) -> set:
         return self._source_data(source).keys()
@@ -237,25 +243,20 @@ class DataCollection:
         return dc
 
     def _require(self, all_, frac):
-        tids = self._selection.train_ids
-        keep = np.ones(len(tids), bool) if all_ else np.zeros(len(tids), bool)
+        has_data = []
         for src in sorted(self._selection.source_names):
             if src in self._index.legacy_sources:
                 continue
             sd = self._source_data(src)
-            if sd.section == 'CONTROL' and not sd.keys():
+            if sd.is_run_only:
                 continue
             for g in sorted(sd.index_groups):
-                has = sd.data_counts(labelled=False, index_group=g) > 0
-                if all_:
-                    n_before = keep.sum()
-                    keep &= has
-                    dropped = n_before - keep.sum()
-                    if n_before and dropped >= frac * n_before:
-                        warnings.warn(f"{dropped}/{n_before} trains dropped by require_all "
-                                      f"because of {src} (index group {g!r})", stacklevel=4)
-                else:
-                    keep |= has
+                label = src if g == '' else f"{src} (index group {g!r})"
+                has_data.append((label, sd.data_counts(labelled=False, index_group=g) > 0))
+        tids = self._selection.train_ids
+        keep, messages = _sel.require_trains(len(tids), has_data, all_, frac)
+        for m in messages:
+            warnings.warn(m, stacklevel=4)
         return self._evolve(selection=self._selection.with_trains(tids[keep]))
 
     def deselect(self, seln_or_source_glob, key_glob='*'):
@@ -280,9 +281,14 @@ class DataCollection:
                 if fi.path not in seen:
                     seen.add(fi.path)
                     files.append(fi)
+        files.sort(key=lambda fi: fi.path)  # union is commutative
         inc = all(dc.inc_suspect_trains for dc in dcs)
         index = RunIndex.build(files, inc)
-        new_sel = _sel.union(dc._selection for dc in dcs)
+        used = [{src: {f.path for f in dc._source_files(src)}
+                 for src in dc._selection.source_names} for dc in dcs]
+        all_files = {src: [f.path for f in index.files_for_source(src)]
+                     for src in set().union(*(u.keys() for u in used))}
+        new_sel = _sel.union([dc._selection for dc in dcs], used, all_files)
         aliases = {}
         for dc in dcs:
             for k, v in dc._aliases:
@@ -364,6 +370,10 @@ class DataCollection:
                 arr = kd.ndarray()
                 if len(arr) == 0:
                     continue
+                if arr.dtype.kind == 'O':
+                    # Train dicts hold what h5py gives for one entry: vlen
+                    # strings stay bytes (as in EXtra-data); ndarray() decodes.
+                    arr = _as_bytes(arr)
                 if sd.section == 'CONTROL' or (len(arr) == 1 and not keep_dims):
                     d[key] = arr[0]
                 else:
@@ -407,6 +417,15 @@ def _is_iterable(x):
     except TypeError:
         return False
     return True
+
+
+def _as_bytes(arr):
+    out = arr.copy()
+    flat = out.reshape(-1)
+    for i, v in enumerate(flat):
+        if isinstance(v, str):
+            flat[i] = v.encode('utf-8', 'surrogateescape')
+    return out
 
 
 def _by_id_list(ids):

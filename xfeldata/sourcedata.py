@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _tiers
 from .core.records import readonly
-from .core.selection import normalise_key
+from .core.selection import files_in_use, normalise_key
 from .core.trains import select_train_ids, split_trains as _split_slices
 from .exceptions import MultiRunError, PropertyNameError
 
@@ -70,8 +70,63 @@ class SourceData:
         return self.section == 'INSTRUMENT'
 
     @property
+    def is_reduction(self):
+        return self.section == 'REDUCTION'
+
+    @property
+    def is_errata(self):
+        return self.section == 'ERRATA'
+
+    @property
+    def is_auxiliary(self):
+        return self.section in ('REDUCTION', 'ERRATA')
+
+    @property
     def is_legacy(self):
         return bool(self.canonical_name) and self.canonical_name != self.source
+
+    @property
+    def is_run_only(self) -> bool:
+        """A CONTROL source with no CONTROL keys (only RUN values)."""
+        return self.section == 'CONTROL' and not self._all_keys()
+
+    def _data_file_names(self):
+        from .core.names import parse_filename
+        for fi in self._files:
+            parts = parse_filename(fi.path.rsplit('/', 1)[-1])
+            if parts is not None and parts.aggregator != 'OVERVIEW':
+                return fi.path, parts
+        return (self._files[0].path if self._files else None), None
+
+    @property
+    def storage_class(self):
+        """The storage class folder of the data (``raw``, ``proc``...), or None."""
+        from .core.names import parse_path_metadata
+        path, _ = self._data_file_names()
+        if path is None:
+            return None
+        info = parse_path_metadata(path.rsplit('/', 1)[0])
+        return None if info is None else info.data_category
+
+    @property
+    def data_category(self):
+        """The file name's category (``RAW``, ``CORR``...), or None."""
+        _, parts = self._data_file_names()
+        return None if parts is None else parts.category
+
+    @property
+    def aggregator(self):
+        """The aggregator named in the file name (``DA01``, ``AGIPD00``...), or None."""
+        _, parts = self._data_file_names()
+        return None if parts is None else parts.aggregator
+
+    @property
+    def device_class(self):
+        """The Karabo class of the device (RUN value ``classId``), or None."""
+        try:
+            return self.run_value('classId', allow_multi_run=True)
+        except Exception:
+            return None
 
     # -- keys --------------------------------------------------------------------
     def _all_keys(self) -> frozenset:
@@ -105,6 +160,8 @@ class SourceData:
     def __getitem__(self, item):
         if isinstance(item, str):
             return self._key_data(item)
+        if isinstance(item, (float, tuple)):
+            raise TypeError(f"Expected a key name or a train selection, got {item!r}")
         return self.select_trains(item)
 
     def one_key(self, index_group=None):
@@ -139,12 +196,64 @@ class SourceData:
         return attrs.evolve(self, sel_keys=new)
 
     # -- trains ------------------------------------------------------------------
+    def _with_trains(self, tids) -> 'SourceData':
+        tids = readonly(tids, np.uint64)
+        files = files_in_use(self._files, None, tids, self.inc_suspect_trains)
+        return attrs.evolve(self, files=files, train_ids=tids)
+
     def select_trains(self, trains) -> 'SourceData':
-        return attrs.evolve(self, train_ids=readonly(select_train_ids(self._train_ids, trains)))
+        return self._with_trains(select_train_ids(self._train_ids, trains))
 
     def split_trains(self, parts=None, trains_per_part=None):
+        """Split into parts of near-equal train counts (empty trains count too)."""
         for s in _split_slices(len(self._train_ids), parts, trains_per_part):
-            yield attrs.evolve(self, train_ids=readonly(self._train_ids[s]))
+            yield self._with_trains(self._train_ids[s])
+
+    def drop_empty_trains(self, index_group=None) -> 'SourceData':
+        """Only the trains with data (in any index group, or in ``index_group``)."""
+        counts = self.data_counts(labelled=False, index_group=index_group)
+        return self._with_trains(self._train_ids[counts > 0])
+
+    def train_id_coordinates(self, index_group=None) -> np.ndarray:
+        """Train ID of every entry (one per entry, empty trains absent)."""
+        groups = [index_group] if index_group is not None else sorted(self.index_groups)
+        coords = None
+        for g in groups:
+            c = self[self.one_key(g)].train_id_coordinates()
+            if coords is not None and not np.array_equal(c, coords):
+                raise ValueError('source has index groups with differing data counts')
+            coords = c
+        return readonly(np.zeros(0, np.uint64)) if coords is None else coords
+
+    def union(self, *others) -> 'SourceData':
+        """This source's files, keys and trains combined with other selections of it."""
+        from .reader import same_run
+        for o in others:
+            if not isinstance(o, SourceData) or o.source != self.source:
+                raise ValueError(f"Cannot union SourceData for different sources "
+                                 f"({self.source!r} and {getattr(o, 'source', o)!r})")
+        parts = (self,) + others
+        files, seen = [], set()
+        for sd in parts:
+            for fi in sd._files:
+                if fi.path not in seen:
+                    seen.add(fi.path)
+                    files.append(fi)
+        keys = None
+        if all(sd.sel_keys is not None for sd in parts):
+            keys = frozenset().union(*(sd.sel_keys for sd in parts))
+        tids = np.unique(np.concatenate([sd._train_ids for sd in parts]))
+        files.sort(key=lambda fi: fi.path)  # union is commutative
+        return attrs.evolve(self, files=tuple(files), sel_keys=keys,
+                            train_ids=readonly(tids, np.uint64),
+                            is_single_run=same_run(*parts),
+                            inc_suspect_trains=all(sd.inc_suspect_trains for sd in parts))
+
+    def __or__(self, other):
+        return self.union(other)
+
+    def __ior__(self, other):
+        return self.union(other)
 
     @property
     def index_groups(self) -> set:
@@ -159,6 +268,8 @@ class SourceData:
         from .core.plan import FileKeyIndex, counts_for_trains
         groups = [index_group] if index_group is not None else sorted(self.index_groups)
         total = np.zeros(len(self._train_ids), dtype=np.uint64)
+        if not self.keys():  # keyless (RUN-only) sources have no data
+            groups = []
         for g in groups:
             fkis = []
             for fi in self._files:

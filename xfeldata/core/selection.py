@@ -18,26 +18,40 @@ import numpy as np
 from .records import digest_of, readonly
 
 __all__ = ['Selection', 'Catalogue', 'normalise_key', 'select', 'deselect',
-           'selection_pairs', 'union']
+           'selection_pairs', 'union', 'files_in_use', 'require_trains']
 
 ALL = None  # marker: every key of the source
 
 
 @attrs.frozen(eq=False)
 class Selection:
-    """Selected train IDs and source -> keys (None = all keys)."""
+    """Selected train IDs, source -> keys (None = all keys), and file restrictions.
+
+    ``files`` records, for sources whose data must come from a subset of the
+    files that hold them, that subset (sorted paths). It is set when
+    selections with different trains are combined (:func:`union`): each
+    source then keeps only the files its own train selection used, so a
+    source selected for the first trains of a run shows no data for the
+    last trains another part contributed. Sources not listed use every file
+    holding them that has a selected train.
+    """
     train_ids: np.ndarray = attrs.field(repr=lambda a: f"<{len(a)} trains>")
     sources: tuple = attrs.field(repr=lambda s: f"<{len(s)} sources>")
+    files: tuple = attrs.field(default=(), repr=False)
     digest: str = attrs.field(default='', repr=False)
+    #: digest of sources and files only, reused when only the trains change
+    _shape_digest: str = attrs.field(default='', repr=False)
 
     @classmethod
-    def build(cls, train_ids, sources: Mapping) -> 'Selection':
+    def build(cls, train_ids, sources: Mapping, files: Mapping = None) -> 'Selection':
         tids = readonly(train_ids, np.uint64)
         items = tuple(sorted(
             (s, None if k is None else frozenset(k)) for s, k in sources.items()))
-        dg = digest_of(tids, tuple((s, None if k is None else tuple(sorted(k)))
-                                   for s, k in items))
-        return cls(tids, items, dg)
+        restr = tuple(sorted((s, tuple(sorted(p))) for s, p in (files or {}).items()
+                             if s in sources))
+        shape = digest_of(tuple((s, None if k is None else tuple(sorted(k)))
+                                for s, k in items), restr)
+        return cls(tids, items, restr, digest_of(tids, shape), shape)
 
     def __eq__(self, other):
         if not isinstance(other, Selection):
@@ -52,14 +66,20 @@ class Selection:
         return dict(self.sources)
 
     @property
+    def file_map(self) -> dict:
+        return dict(self.files)
+
+    @property
     def source_names(self) -> frozenset:
         return frozenset(s for s, _ in self.sources)
 
     def with_trains(self, train_ids) -> 'Selection':
-        return Selection.build(train_ids, self.source_map)
+        tids = readonly(train_ids, np.uint64)
+        return Selection(tids, self.sources, self.files,
+                         digest_of(tids, self._shape_digest), self._shape_digest)
 
     def with_sources(self, sources: Mapping) -> 'Selection':
-        return Selection.build(self.train_ids, sources)
+        return Selection.build(self.train_ids, sources, self.file_map)
 
 
 @attrs.frozen
@@ -206,34 +226,70 @@ def deselect(sel: Selection, cat: Catalogue, seln, key_glob='*') -> Selection:
         remove = {}
         for src_glob, kg in selection_pairs(seln, key_glob):
             src_re = _glob_re(src_glob)
+            matched_any = False
             for src in current:
                 if not src_re.fullmatch(src):
                     continue
                 if kg == '*':
                     remove[src] = None
+                    matched_any = True
                     continue
                 key_re = _glob_re(_control_glob(cat.sections[src], kg))
                 keys = frozenset(k for k in _current_keys(current[src], src, cat)
                                  if key_re.fullmatch(k))
+                if not keys:
+                    continue
+                matched_any = True
                 if src in remove and remove[src] is None:
                     continue
                 remove[src] = remove.get(src, frozenset()) | keys
+            if not matched_any:
+                raise ValueError(f"No matches for pattern {(src_glob, kg)}")
     new = {}
     for src, keys in current.items():
-        if src not in remove:
-            new[src] = keys
-            continue
-        rm = remove[src]
+        rm = remove.get(src, frozenset())
         if rm is None:
+            continue
+        if not rm:  # nothing of this source matched: it stays as it was
+            new[src] = keys
             continue
         left = _current_keys(keys, src, cat) - rm
         if left:
-            new[src] = left if rm else keys
+            new[src] = left
     return sel.with_sources(new)
 
 
-def union(selections: Iterable[Selection]) -> Selection:
-    """Union of sources (None keys win) and of train IDs."""
+def files_in_use(files, restriction, sel_train_ids, inc_suspect_trains=True) -> tuple:
+    """The files a source's data come from under a selection.
+
+    ``files`` are the FileIndex records holding the source (run order);
+    ``restriction`` is the selection's recorded subset of paths for it (or
+    None). Of those, the files holding at least one selected train (valid,
+    unless suspect trains are included) are used; if none does, the first
+    one is kept, so keys, dtypes and entry shapes still answer for an empty
+    selection.
+    """
+    if restriction is not None:
+        allowed = set(restriction)
+        files = tuple(f for f in files if f.path in allowed)
+    used = []
+    for f in files:
+        tids = f.train_ids if inc_suspect_trains else f.train_ids[f.valid]
+        if len(tids) and np.isin(tids, sel_train_ids).any():
+            used.append(f)
+    if not used and files:
+        used = [files[0]]
+    return tuple(used)
+
+
+def union(selections: Iterable[Selection], used_files: Iterable[Mapping] = None,
+          all_files: Mapping = None) -> Selection:
+    """Union of sources (None keys win) and of train IDs.
+
+    ``used_files`` gives, per selection, source -> paths its data came from;
+    each source of the result keeps the union of those (and no restriction
+    where that is every file holding it, per ``all_files``).
+    """
     sels = list(selections)
     sources = {}
     for s in sels:
@@ -245,4 +301,49 @@ def union(selections: Iterable[Selection]) -> Selection:
                 sources[src] = keys
     arrays = [s.train_ids for s in sels if len(s.train_ids)]
     tids = np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, np.uint64)
-    return Selection.build(tids, sources)
+    restr = {}
+    if used_files is not None:
+        for used in used_files:
+            for src, paths in used.items():
+                restr.setdefault(src, set()).update(paths)
+        if all_files is not None:
+            restr = {src: p for src, p in restr.items()
+                     if set(all_files.get(src, ())) - p}
+    return Selection.build(tids, sources, restr)
+
+
+def require_trains(n_trains: int, has_data, require_all: bool = True,
+                   warn_drop_trains_frac: float = 1.) -> tuple:
+    """Which trains to keep for ``require_all`` / ``require_any``.
+
+    ``has_data`` is a sequence of ``(label, mask)``: one boolean mask per
+    selected (source, index group), aligned to the selected trains. Returns
+    ``(keep_mask, messages)``; a message is produced for every entry that,
+    under ``require_all``, drops at least ``warn_drop_trains_frac`` of the
+    trains still kept before it (so the default 1 warns only when it drops
+    every remaining train).
+
+    >>> keep, msgs = require_trains(4, [('A', np.array([1, 1, 0, 1], bool)),
+    ...                                 ('B', np.array([1, 0, 0, 1], bool))])
+    >>> keep.tolist(), msgs
+    ([True, False, False, True], [])
+    >>> require_trains(4, [('A', np.array([1, 0, 0, 0], bool))], False)[0].tolist()
+    [True, False, False, False]
+    """
+    if require_all:
+        keep = np.ones(n_trains, bool)
+    else:
+        keep = np.zeros(n_trains, bool)
+    messages = []
+    for label, mask in has_data:
+        if require_all:
+            before = int(keep.sum())
+            keep &= mask
+            dropped = before - int(keep.sum())
+            if before and dropped and dropped >= warn_drop_trains_frac * before:
+                messages.append(f"{dropped}/{before} ({dropped / before:.0%}) of the "
+                                f"remaining trains dropped because {label} has no data "
+                                "in them")
+        else:
+            keep |= mask
+    return keep, messages
