@@ -14,7 +14,7 @@ from .keydata import KeyData
 from .reader import DataCollection, H5File, RunDirectory, open_run
 from .sourcedata import SourceData
 from . import (aliases, exceptions, file_access, keydata, locality, read_machinery,
-               reader, run_files_map, sourcedata, utils, voview)
+               reader, recipes, run_files_map, sourcedata, utils, voview)
 
 __all__ = [
     'H5File', 'RunDirectory', 'open_run', 'FileAccess', 'DataCollection',

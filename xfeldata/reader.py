@@ -220,17 +220,7 @@ class DataCollection:
         return _sel.Catalogue(sections, list_keys)
 
     def _seln_arg(self, seln):
-        """Turn DataCollection / SourceData / KeyData arguments into dict form."""
-        from .keydata import KeyData
-        if isinstance(seln, DataCollection):
-            return seln.selection
-        if isinstance(seln, SourceData):
-            return {seln.source: None if seln.sel_keys is None else set(seln.sel_keys)}
-        if isinstance(seln, KeyData):
-            return {seln.source: {seln.key}}
-        if isinstance(seln, (str, dict)) or _is_iterable(seln):
-            return seln
-        raise TypeError(f"Unknown selection type: {type(seln).__name__}")
+        return selection_argument(seln)
 
     def select(self, seln_or_source_glob, key_glob='*', require_all=False,
                require_any=False, *, warn_drop_trains_frac=1.):
@@ -289,6 +279,13 @@ class DataCollection:
         all_files = {src: [f.path for f in index.files_for_source(src)]
                      for src in set().union(*(u.keys() for u in used))}
         new_sel = _sel.union([dc._selection for dc in dcs], used, all_files)
+        # Keep a restriction only where it changes something, so equal data
+        # compare equal (e.g. dc.union() == dc).
+        restr = {src: paths for src, paths in new_sel.file_map.items()
+                 if {f.path for f in _sel.files_in_use(
+                     index.files_for_source(src), None, new_sel.train_ids, inc)} != set(paths)}
+        if len(restr) != len(new_sel.files):
+            new_sel = _sel.Selection.build(new_sel.train_ids, new_sel.source_map, restr)
         aliases = {}
         for dc in dcs:
             for k, v in dc._aliases:
@@ -409,6 +406,25 @@ class DataCollection:
              with_aggregators=False, with_auxiliary=False):
         """Print a summary of the trains and sources (computed from the index only)."""
         print(_format_info(self))
+
+
+def selection_argument(seln):
+    """``select``/``deselect`` argument with data objects turned into dict form.
+
+    A DataCollection gives its ``selection``, a SourceData ``{source: keys}``
+    and a KeyData ``{source: {key}}``; strings, dicts and other iterables pass
+    through; anything else is a ``TypeError``.
+    """
+    from .keydata import KeyData
+    if isinstance(seln, DataCollection):
+        return seln.selection
+    if isinstance(seln, SourceData):
+        return {seln.source: None if seln.sel_keys is None else set(seln.sel_keys)}
+    if isinstance(seln, KeyData):
+        return {seln.source: {seln.key}}
+    if isinstance(seln, (str, dict)) or _is_iterable(seln):
+        return seln
+    raise TypeError(f"Unknown selection type: {type(seln).__name__}")
 
 
 def _is_iterable(x):
