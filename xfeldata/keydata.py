@@ -34,7 +34,10 @@ class KeyData:
 
     # -- identity ------------------------------------------------------------
     def _ident(self):
-        return (self.source, self.key, self.section, self._files,
+        # As SourceData: the files holding selected data, not a kept fallback.
+        held = files_in_use(self._files, None, self._train_ids, self.inc_suspect_trains,
+                            fallback=False)
+        return (self.source, self.key, self.section, held,
                 self._train_ids.tobytes(), self.inc_suspect_trains)
 
     def __eq__(self, other):

@@ -184,11 +184,12 @@ class DataCollection:
                           legacy.get(source, source), self.is_single_run,
                           self.inc_suspect_trains)
 
-    def _source_files(self, source) -> tuple:
+    def _source_files(self, source, fallback=True) -> tuple:
         """FileIndex records this selection reads ``source`` from."""
         return _sel.files_in_use(self._index.files_for_source(source),
                                  self._selection.file_map.get(source),
-                                 self._selection.train_ids, self.inc_suspect_trains)
+                                 self._selection.train_ids, self.inc_suspect_trains,
+                                 fallback)
 
     def keys_for_source(self, source) -> set:
         return self._source_data(source).keys()
@@ -274,7 +275,9 @@ class DataCollection:
         files.sort(key=lambda fi: fi.path)  # union is commutative
         inc = all(dc.inc_suspect_trains for dc in dcs)
         index = RunIndex.build(files, inc)
-        used = [{src: {f.path for f in dc._source_files(src)}
+        # Files kept only so that an empty selection can answer keys and
+        # dtypes hold no selected data: they do not count as used.
+        used = [{src: {f.path for f in dc._source_files(src, fallback=False)}
                  for src in dc._selection.source_names} for dc in dcs]
         all_files = {src: [f.path for f in index.files_for_source(src)]
                      for src in set().union(*(u.keys() for u in used))}

@@ -35,7 +35,11 @@ class SourceData:
     inc_suspect_trains: bool = True
 
     def _ident(self):
-        return (self.source, self.section, self._files, self.sel_keys,
+        # Compare the files holding selected data, not the one kept for an
+        # empty selection: equal selections reached by any route are equal.
+        held = files_in_use(self._files, None, self._train_ids, self.inc_suspect_trains,
+                            fallback=False)
+        return (self.source, self.section, held, self.sel_keys,
                 self._train_ids.tobytes(), self.inc_suspect_trains)
 
     def __eq__(self, other):

@@ -259,15 +259,16 @@ def deselect(sel: Selection, cat: Catalogue, seln, key_glob='*') -> Selection:
     return sel.with_sources(new)
 
 
-def files_in_use(files, restriction, sel_train_ids, inc_suspect_trains=True) -> tuple:
+def files_in_use(files, restriction, sel_train_ids, inc_suspect_trains=True,
+                 fallback=True) -> tuple:
     """The files a source's data come from under a selection.
 
     ``files`` are the FileIndex records holding the source (run order);
     ``restriction`` is the selection's recorded subset of paths for it (or
     None). Of those, the files holding at least one selected train (valid,
     unless suspect trains are included) are used; if none does, the first
-    one is kept, so keys, dtypes and entry shapes still answer for an empty
-    selection.
+    one is kept (unless ``fallback`` is False), so keys, dtypes and entry
+    shapes still answer for an empty selection.
     """
     if restriction is not None:
         allowed = set(restriction)
@@ -277,7 +278,7 @@ def files_in_use(files, restriction, sel_train_ids, inc_suspect_trains=True) -> 
         tids = f.train_ids if inc_suspect_trains else f.train_ids[f.valid]
         if len(tids) and np.isin(tids, sel_train_ids).any():
             used.append(f)
-    if not used and files:
+    if not used and files and fallback:
         used = [files[0]]
     return tuple(used)
 
@@ -306,6 +307,9 @@ def union(selections: Iterable[Selection], used_files: Iterable[Mapping] = None,
         for used in used_files:
             for src, paths in used.items():
                 restr.setdefault(src, set()).update(paths)
+        # An empty set (no part had data of the source) records nothing: the
+        # source then reads as if unrestricted, as an empty part would.
+        restr = {src: p for src, p in restr.items() if p}
         if all_files is not None:
             restr = {src: p for src, p in restr.items()
                      if set(all_files.get(src, ())) - p}
