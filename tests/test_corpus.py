@@ -41,18 +41,8 @@ PENDING = {
 
 # Single cases still failing in a section that otherwise passes, with the reason.
 # strict: a case that starts passing fails the run, so the mark gets removed.
-_MISSING_KEY = 'a key listed from the first file is missing in another: KeyError expected'
 _BAD_INDEX = 'reading through an inconsistent INDEX: the reference errors differ'
 KNOWN_FAILING = {
-    ('fxe_jungfrau', 'sources'): _MISSING_KEY,
-    ('fxe_jungfrau', 'trains'): _MISSING_KEY,
-    ('jungfrau', 'sources'): _MISSING_KEY,
-    ('jungfrau', 'trains'): _MISSING_KEY,
-    ('invalid_index_gap_v1.0', 'sources'): _BAD_INDEX,
-    ('invalid_index_not_from_zero_v1.0', 'sources'): _BAD_INDEX,
-    ('invalid_index_outside_v1.0', 'sources'): _BAD_INDEX,
-    ('invalid_index_outside_v1.0', 'selections'): _BAD_INDEX,
-    ('invalid_index_overlap_v1.0', 'sources'): _BAD_INDEX,
     ('invalid_index_short_v1.0', 'sources'): _BAD_INDEX,
     ('invalid_index_short_v1.0', 'trains'): _BAD_INDEX,
     ('invalid_index_short_v1.0', 'selections'): _BAD_INDEX,

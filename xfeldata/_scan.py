@@ -345,7 +345,9 @@ def scan_key_info(f: h5py.File, source: str, section: str, key: str) -> KeyInfo:
     path = f"{section}/{source}/{key.replace('.', '/')}"
     ds = f.get(path)
     if not isinstance(ds, h5py.Dataset):
-        raise FileStructureError(f"no dataset {path}", f.filename)
+        # KeyError as in EXtra-data (e.g. a dangling link listed as a key);
+        # the message names the file and the dataset.
+        raise KeyError(f"{f.filename}: no dataset {path}")
     filters = ()
     try:
         dcpl = ds.id.get_create_plist()
