@@ -254,3 +254,60 @@ def test_array_round_trip(a):
     assert back.dtype == a.dtype and back.dtype.str == a.dtype.str
     assert back.shape == a.shape and back.tobytes() == a.tobytes()
     assert not back.flags.writeable
+
+
+# -- the cache body: tier 0 of many files in columns ----------------------------------
+
+@st.composite
+def cached_runs(draw):
+    """FileIndex records of files with distinct names, some sharing array objects."""
+    records = draw(st.lists(file_indexes(), max_size=6))
+    out = {}
+    for i, fi in enumerate(records):
+        name = f'f{i}\udcff.h5'
+        tids, valid = fi.train_ids, fi.valid
+        if out and draw(st.booleans()):   # share another record's arrays, as sequences do
+            other = draw(st.sampled_from(list(out.values())))
+            tids, valid = other.train_ids, other.valid
+        out[name] = FileIndex.build(f'/run/{name}', fi.size, fi.mtime, tids, valid,
+                                    fi.control_sources, fi.instrument_sources,
+                                    fi.legacy_pairs)
+    return out
+
+
+@given(cached_runs(), st.booleans())
+def test_cache_body_round_trip(run, same_path):
+    import os
+    entries = {name: {'size': fi.size, 'mtime': fi.mtime, 'tiers': None,
+                      'index': _cache_codec.encode_file_index(fi)}
+               for name, fi in run.items()}
+    for entry in entries.values():   # as _parse_cache gives them: frozensets
+        entry['index'][5:7] = [frozenset(entry['index'][5]), frozenset(entry['index'][6])]
+    contents = _cache_codec.CacheContents(_cache_codec.pack_body(entries))
+    back = contents.entries()
+    assert back.keys() == entries.keys()
+    for name, entry in entries.items():
+        assert back[name]['index'][5:7] == entry['index'][5:7]
+        assert _cache_codec.decode_file_index(back[name]['index']) == run[name]
+
+    def stat(fi, size_delta=0):
+        return os.stat_result((0, 0, 0, 0, 0, 0, fi.size + size_delta, 0, fi.mtime, 0))
+
+    requests = [((fi.path if same_path else f'/elsewhere/{name}'), name, stat(fi))
+                for name, fi in run.items()]
+    found, pending = contents.file_indexes(requests)
+    assert len(found) == len(run) and not pending
+    for (path, name, _), fi in zip(requests, run.values()):
+        got = found[path]
+        if same_path:
+            assert got == fi and got.digest == fi.digest
+        else:
+            assert got == FileIndex.build(path, fi.size, fi.mtime, fi.train_ids, fi.valid,
+                                          fi.control_sources, fi.instrument_sources,
+                                          fi.legacy_pairs)
+        assert_arrays_identical(got.train_ids, fi.train_ids)
+        assert_arrays_identical(got.valid, fi.valid)
+        assert type(got.size) is int and type(got.mtime) is float
+    # A changed size is a miss.
+    stale = [(p, n, stat(fi, 1)) for (p, n, _), fi in zip(requests, run.values())]
+    assert contents.file_indexes(stale) == ({}, {})

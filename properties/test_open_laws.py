@@ -62,3 +62,83 @@ def test_stale_cache_is_ignored(spec):
     _check(dc, m, True)
     fi = [f for f in dc._index.files if f.path == os.path.abspath(f0)][0]
     assert fi.mtime == os.stat(f0).st_mtime
+
+
+# -- the run index: fast derived tables equal their plain definitions ---------------
+#
+# RunIndex groups files by their source sets, works on distinct train-ID arrays
+# and proves "no conflict" from first/last train IDs before looking closer.
+# These laws compare it with the plain, per-file definitions, on random file
+# records (no files on disk): unsorted and repeated train IDs, files sharing
+# one array object (as records decoded from the index cache do), a source in
+# both sections, legacy names.
+
+from hypothesis import strategies as st  # noqa: E402
+
+from xfeldata.core.records import FileIndex  # noqa: E402
+from xfeldata.core.runindex import RunIndex, find_conflicts  # noqa: E402
+
+_CTRL = ('A', 'B', 'C')
+_INST = ('X:out', 'Y:out', 'A')
+
+
+@st.composite
+def _file_records(draw):
+    n_arrays = draw(st.integers(1, 4))
+    arrays = []
+    for _ in range(n_arrays):
+        tids = draw(st.one_of(
+            st.lists(st.integers(1, 40), max_size=8),
+            st.builds(lambda a, n: list(range(a, a + n)), st.integers(1, 40),
+                      st.integers(0, 8))))
+        arr = np.array(tids, np.uint64)
+        arr.flags.writeable = False
+        valid = np.array(draw(st.lists(st.booleans(), min_size=len(tids),
+                                       max_size=len(tids))), bool)
+        valid.flags.writeable = False
+        arrays.append((arr, valid))
+    files = []
+    for i in range(draw(st.integers(1, 6))):
+        arr, valid = arrays[draw(st.integers(0, n_arrays - 1))]   # shared objects
+        ctrl = draw(st.frozensets(st.sampled_from(_CTRL)))
+        inst = draw(st.frozensets(st.sampled_from(_INST)))
+        legacy = {'X:out': 'Y:out'} if 'X:out' in inst and draw(st.booleans()) else {}
+        files.append(FileIndex.build(f'/run/f{i}.h5', 1, 1.0, arr, valid, ctrl, inst,
+                                     legacy))
+    return files
+
+
+def _plain_source_files(files):
+    out = {}
+    for i, f in enumerate(files):
+        for s in sorted(f.control_sources):
+            out.setdefault(s, []).append(i)
+        for s in sorted(f.instrument_sources):
+            out.setdefault(s, []).append(i)
+    return {s: tuple(v) for s, v in out.items()}
+
+
+@settings(deadline=None)
+@given(files=_file_records(), inc=st.booleans())
+def test_run_index_tables_equal_plain_definitions(files, inc):
+    plain = _plain_source_files(files)
+    legacy = {}
+    for f in files:
+        legacy.update(f.legacy_pairs)
+    expected = find_conflicts(files, {s: ix for s, ix in plain.items() if s not in legacy},
+                              inc)
+    try:
+        ri = RunIndex.build(files, inc)
+    except ValueError as e:
+        assert expected and e.conflicts == expected
+        ri = RunIndex.build(files, inc, check_conflicts=False)
+    else:
+        assert not expected
+    assert ri.source_files == plain
+    usable = [f.train_ids if inc else f.train_ids[f.valid] for f in files]
+    assert np.array_equal(ri.train_ids, np.unique(np.concatenate(usable)))
+    assert ri.train_ids.dtype == np.uint64 and not ri.train_ids.flags.writeable
+    assert ri.control_sources == frozenset().union(*(f.control_sources for f in files))
+    assert ri.instrument_sources == frozenset().union(
+        *(f.instrument_sources for f in files))
+    assert ri.legacy_sources == legacy

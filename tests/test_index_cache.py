@@ -89,10 +89,17 @@ def memo_snapshot():
     return (dict(m.index), dict(m.meta), dict(m.sources), dict(m.keys), dict(m.key_info))
 
 
+def unpack_all():
+    """Decode every packed tier the index cache left in the memo."""
+    for fkey in list(_tiers.MEMO.pending):
+        _tiers.MEMO.unpack_pending(fkey)
+
+
 def forbid_opening(monkeypatch):
-    def refuse(path):
+    def refuse(path, *args):
         raise AssertionError(f"opened {path}")
     monkeypatch.setattr(_scan, 'open_h5', refuse)
+    monkeypatch.setattr(_scan, 'open_fid', refuse)
 
 
 # -- locations -----------------------------------------------------------------
@@ -140,6 +147,10 @@ def test_round_trip(run_dir, monkeypatch):
     forbid_opening(monkeypatch)
     found = index_cache.load(run_dir, stats_of(run_dir))
     assert found == {fi.path: fi for fi in fis}
+    # Tier 0 is decoded at once; the other tiers wait, packed, until asked for.
+    assert memo_snapshot() == (snap[0], {}, {}, {}, {})
+    assert set(_tiers.MEMO.pending) == {fi.key for fi in fis}
+    unpack_all()
     after = memo_snapshot()
     assert after == snap
     assert all(len(table) >= len(RUN_FILES) for table in after)   # every tier was there
@@ -184,6 +195,7 @@ def test_load_keeps_records_already_in_memo(run_dir):
     found = index_cache.load(run_dir, stats_of(run_dir))
     for fi in fis:
         assert found[fi.path] is fi
+    unpack_all()
     after = memo_snapshot()
     for table_before, table_after in zip(snap, after):
         assert all(table_after[k] is v for k, v in table_before.items())
@@ -275,14 +287,16 @@ def test_changed_byte_ignored(run_dir):
 
 
 def rewrite_cache(path, change):
-    """Change the decoded files table and write it back as a valid cache file."""
-    files = index_cache._read_cache_file(path)
+    """Change the decoded entries (tiers unpacked) and write them back as a valid cache."""
+    files = {n: index_cache._expand(e) for n, e in index_cache._read_cache_file(path).items()}
     change(files)
+    files = {n: index_cache._pack_tiers(e) for n, e in files.items()}
     path.write_bytes(index_cache._pack_cache(str(path), files))
 
 
 def test_damaged_entry_is_a_miss(run_dir):
-    index_cache.save(run_dir, scan_all_tiers(run_dir))
+    fis = scan_all_tiers(run_dir)
+    index_cache.save(run_dir, fis)
     path = index_cache.cache_path(run_dir)
 
     def damage(files):
@@ -292,9 +306,17 @@ def test_damaged_entry_is_a_miss(run_dir):
     rewrite_cache(path, damage)
     _tiers.MEMO.clear()
     found = index_cache.load(run_dir, stats_of(run_dir))
-    assert sorted(osp.basename(p) for p in found) == RUN_FILES[3:]
-    # A damaged entry installs nothing, not even its undamaged records.
+    # Tier 0 is decoded when loading: a damaged one is a miss.
+    assert sorted(osp.basename(p) for p in found) == RUN_FILES[1:]
+    # The other tiers are decoded on first use: damaged ones install nothing,
+    # not even their undamaged records, and are read from the file instead.
+    unpack_all()
     assert {k[0][0] for k in _tiers.MEMO.sources} == {str(run_dir / RUN_FILES[3])}
+    assert not _tiers.MEMO.pending
+    fi = found[str(run_dir / RUN_FILES[2])]
+    assert _tiers.key_info(fi, CTRL, 'CONTROL', 'state.value') == \
+        _tiers.MEMO.key_info[fis[2].key, CTRL, 'state.value']
+    assert _tiers.file_meta(found[str(run_dir / RUN_FILES[1])]).format_version == '1.0'
 
 
 def test_unreadable_cache_ignored(run_dir, monkeypatch):
@@ -323,7 +345,9 @@ def test_unwritable_cache_is_silent(run_dir, tmp_path, monkeypatch):
 # -- merging -------------------------------------------------------------------
 
 def cached_files(run_dir):
-    return index_cache._read_cache_file(index_cache.cache_path(run_dir))
+    """The entries of the run's cache file, with their tiers unpacked."""
+    files = index_cache._read_cache_file(index_cache.cache_path(run_dir))
+    return {n: index_cache._expand(e) for n, e in files.items()}
 
 
 def test_save_merges_other_files_and_drops_gone_ones(run_dir):
@@ -407,6 +431,7 @@ def test_uncacheable_record_left_out(run_dir):
     _tiers.MEMO.clear()
     found = index_cache.load(run_dir, stats_of(run_dir))
     assert len(found) == len(RUN_FILES)
+    unpack_all()
     assert fis[0].key not in _tiers.MEMO.meta and fis[1].key in _tiers.MEMO.meta
     assert (fis[0].key, CTRL) in _tiers.MEMO.sources
 
@@ -465,4 +490,5 @@ def test_concurrent_savers_leave_valid_cache(tmp_path):
     assert sorted(cached_files(run_dir)) == names
     found = index_cache.load(run_dir, stats_of(run_dir))
     assert len(found) == len(names)
+    unpack_all()
     assert all((fi.key, CTRL) in _tiers.MEMO.sources for fi in found.values())

@@ -140,6 +140,13 @@ def _progression(dt: np.dtype, n: int, start: int, step: int) -> np.ndarray:
     """``start, start + step, ...`` in ``dt``, wrapping as numpy does (encode and decode
     both build it this way, so the bytes agree even where it wraps)."""
     nd = dt if dt.isnative else dt.newbyteorder('=')
+    stop = start + step * n
+    if nd.itemsize == 8 and nd.kind in 'ui' and 0 <= start and 0 < step and stop < 2**53:
+        # One call instead of three (decoding a cache makes many of these):
+        # exact, as numpy computes the length in double precision, exact
+        # below 2**53, and the values in the integer type.
+        arr = np.arange(start, stop, step, dtype=nd)
+        return arr if nd is dt else arr.astype(dt)
     arr = np.arange(n, dtype=nd)
     if step != 1:
         arr *= nd.type(step)
@@ -364,3 +371,173 @@ def unpack_record(data: bytes):
     """Decode bytes from :func:`pack_record` back into an equal record."""
     name, obj = msgpack.unpackb(data, raw=False, unicode_errors=_UNICODE_ERRORS)
     return _DECODERS[name](obj)
+
+
+# -- the body of a cache file ------------------------------------------------------
+#
+# Opening a cached run decodes tier 0 of every file, so its layout is made for
+# that: columns (one list per FileIndex field) rather than a map per file, and
+# each distinct source list and each distinct train-ID or validity array
+# stored once and referred to by number. The files of a sequence share their
+# train IDs and nearly all validity arrays are "all valid": a 20,000-file run
+# has a few hundred distinct arrays, each decoded once into a read-only array
+# that the records share.
+#
+#     body = [source lists, arrays, columns]
+#     columns = [names, sizes, mtimes, paths, train-ID refs, validity refs,
+#                control refs, instrument refs, legacy (None = none), digests,
+#                tiers (packed tiers above 0, or None)]
+#
+# Elsewhere (merging, tests) a file's entry is the map
+# ``{'size', 'mtime', 'index': encode_file_index(...) with frozensets for the
+# source lists, 'tiers'}``; pack_body / CacheContents.entries convert.
+
+_N_COLUMNS = 11
+
+
+def pack_body(files: dict) -> bytes:
+    """The body bytes for ``{file name: entry}``."""
+    sources, source_refs = [], {}
+    arrays, array_refs = [], {}
+
+    def ref_sources(names):
+        names = tuple(sorted(names))
+        if names not in source_refs:
+            source_refs[names] = len(sources)
+            sources.append(names)
+        return source_refs[names]
+
+    def ref_array(enc):
+        key = msgpack.packb(enc, use_bin_type=True)   # exact: equal bytes, equal array
+        if key not in array_refs:
+            array_refs[key] = len(arrays)
+            arrays.append(enc)
+        return array_refs[key]
+
+    columns = [[] for _ in range(_N_COLUMNS)]
+    (names, sizes, mtimes, paths, tids, valid, ctrl, inst, legacy, digests,
+     tiers) = columns
+    for name, entry in files.items():
+        path, size, mtime, t, v, c, i, lg, digest = entry['index']
+        names.append(name)
+        sizes.append(entry['size'])
+        mtimes.append(entry['mtime'])
+        paths.append(path)
+        tids.append(ref_array(t))
+        valid.append(ref_array(v))
+        ctrl.append(ref_sources(c))
+        inst.append(ref_sources(i))
+        legacy.append(None if lg == ['ti', []] else lg)
+        digests.append(digest)
+        tiers.append(entry['tiers'])
+    return msgpack.packb([sources, arrays, columns], use_bin_type=True,
+                         unicode_errors=_UNICODE_ERRORS)
+
+
+class CacheContents:
+    """The decoded body of a cache file, decoding tier-0 records on request.
+
+    Raises ValueError (or another exception, for msgpack garbage) when the
+    body is malformed as a whole; a malformed entry is found when it is used.
+    """
+    __slots__ = ('sources', 'arrays', 'columns', 'positions', '_tids', '_valid')
+
+    def __init__(self, body: bytes):
+        sources, arrays, columns = msgpack.unpackb(
+            body, raw=False, strict_map_key=True, unicode_errors=_UNICODE_ERRORS)
+        if len(columns) != _N_COLUMNS or len({len(c) for c in columns}) != 1:
+            raise ValueError("malformed cache body")
+        # Types checked once per column (in C), not once per file decoded.
+        (names, sizes, mtimes, paths, _, _, _, _, _, digests, _) = columns
+        for col, types in ((names, {str}), (sizes, {int}), (mtimes, {float}),
+                           (paths, {str}), (digests, {str})):
+            if not set(map(type, col)) <= types:
+                raise ValueError("malformed cache body")
+        self.sources = [frozenset(s) for s in sources]
+        self.arrays = arrays
+        self.columns = columns
+        self.positions = dict(zip(columns[0], range(len(columns[0]))))
+        self._tids = [None] * len(arrays)
+        self._valid = [None] * len(arrays)
+
+    def _array(self, ref, decoded, dtype):
+        a = decoded[ref]
+        if a is None:
+            a = _dec_array(self.arrays[ref])
+            if a.dtype != dtype or a.ndim != 1:
+                raise ValueError("malformed FileIndex entry")
+            decoded[ref] = a
+        return a
+
+    def file_indexes(self, requests, log=None) -> tuple:
+        """Tier 0 of the requested files that the cache holds, as they are now.
+
+        ``requests`` yields ``(path, name, os.stat_result)``: the file's
+        absolute path, its name (the cache's key) and its stat now. Returns
+        ``({path: FileIndex}, {FileIndex.key: packed tiers})`` for the files
+        whose entry has their size and mtime; a damaged entry is a miss (and
+        is logged with ``log``, a logging function).
+
+        One loop with everything bound to locals: it runs once per file of
+        the run on every warm open.
+        """
+        (_, sizes, mtimes, paths, tids, valid, ctrl, inst, legacy, digests,
+         tiers) = self.columns
+        positions, sources = self.positions, self.sources
+        t_dec, v_dec, array = self._tids, self._valid, self._array
+        make, build = FileIndex._from_fields, FileIndex.build
+        found, pending = {}, {}
+        for path, name, st in requests:
+            pos = positions.get(name)
+            if pos is None:
+                continue
+            try:
+                size, mtime = sizes[pos], mtimes[pos]
+                if size != st.st_size or mtime != st.st_mtime:
+                    continue
+                t = t_dec[tids[pos]]
+                if t is None:
+                    t = array(tids[pos], t_dec, _UINT64)
+                v = v_dec[valid[pos]]
+                if v is None:
+                    v = array(valid[pos], v_dec, _BOOL)
+                if len(t) != len(v):
+                    raise ValueError("malformed FileIndex entry")
+                lg = legacy[pos]
+                lg = () if lg is None else _dec_value(lg)
+                if type(lg) is not tuple:
+                    raise ValueError("malformed FileIndex entry")
+                if paths[pos] == path:
+                    # The stored digest is reused (see the decoders above):
+                    # the CRC guards it.
+                    fi = make(path, size, mtime, t, v, sources[ctrl[pos]],
+                              sources[inst[pos]], lg, digests[pos])
+                else:   # same run through another path: the path is in the digest
+                    fi = build(path, size, mtime, t, v, sources[ctrl[pos]],
+                               sources[inst[pos]], lg)
+            except Exception as e:   # a damaged entry is a miss, whatever its damage
+                if log is not None:
+                    log("Ignoring damaged index cache entry for %s: %s", path, e)
+                continue
+            found[path] = fi
+            if tiers[pos] is not None:
+                pending[fi.key] = tiers[pos]
+        return found, pending
+
+    def entries(self) -> dict:
+        """``{file name: entry}`` of every file (for merging and tests)."""
+        (names, sizes, mtimes, paths, tids, valid, ctrl, inst, legacy, digests,
+         tiers) = self.columns
+        out = {}
+        for pos, name in enumerate(names):
+            lg = ['ti', []] if legacy[pos] is None else legacy[pos]
+            out[name] = {'size': sizes[pos], 'mtime': mtimes[pos], 'tiers': tiers[pos],
+                         'index': [paths[pos], sizes[pos], mtimes[pos],
+                                   self.arrays[tids[pos]], self.arrays[valid[pos]],
+                                   self.sources[ctrl[pos]], self.sources[inst[pos]], lg,
+                                   digests[pos]]}
+        return out
+
+
+_UINT64 = np.dtype(np.uint64)
+_BOOL = np.dtype(np.bool_)

@@ -3,6 +3,12 @@
 Sources of a record, fastest first: the in-process memo, xfeldata's own index
 cache, EXtra-data's run files map, a scan of the file. Unusable files are
 skipped with a warning naming the file and the problem.
+
+Opening a cached run must cost little more than listing and stat-ing its
+files (issue 3: within twice that), so the common path here avoids work that
+only the uncommon cases need: the run files map is parsed only for files the
+index cache lacks, and no FileAccess objects are made (``DataCollection.files``
+makes them on demand).
 """
 from __future__ import annotations
 
@@ -12,15 +18,24 @@ import os.path as osp
 import warnings
 
 from .exceptions import NoUsableFilesError
-from .file_access import FileAccess
 
 __all__ = ['file_indexes', 'list_run_files', 'run_file_indexes']
 
 
-def file_indexes(paths, files_map=None, cached=None, *, parallelize=True):
-    """Tier-0 records for ``paths`` and the list of skipped ``(path, reason)``."""
+def file_indexes(paths, files_map=None, cached=None, *, parallelize=True, stats=None):
+    """Tier-0 records for ``paths`` and the list of skipped ``(path, reason)``.
+
+    ``cached`` maps absolute paths to records already known (from the index
+    cache); ``stats`` maps absolute paths to their ``os.stat`` results, if the
+    caller has them. ``parallelize`` is accepted for EXtra-data's signature:
+    h5py serialises every HDF5 call under one lock, so threads do not make
+    scanning faster (measured), and processes cost more than they save for
+    the files of one run on a local or cached filesystem.
+    """
+    from . import _tiers
     fis, skipped = [], []
     cached = cached or {}
+    stats = stats or {}
     for p in paths:
         p = osp.abspath(p)
         fi = cached.get(p)
@@ -28,37 +43,49 @@ def file_indexes(paths, files_map=None, cached=None, *, parallelize=True):
             fi = files_map.file_index(p)
         if fi is None:
             try:
-                fi = FileAccess(p).index
+                fi = _tiers.file_index(p, stats.get(p))
             except Exception as e:  # a bad file must not stop the others
                 reason = f"{type(e).__name__}: {e}"
                 warnings.warn(f"Skipping file {p} ({reason})", stacklevel=4)
                 skipped.append((p, reason))
                 continue
-        else:
-            FileAccess(p, _cache_info=fi)
         fis.append(fi)
     return fis, skipped
 
 
+def _h5_names(path) -> list:
+    """Sorted names of the ``*.h5`` files in ``path``, without the overview file."""
+    return sorted(n for n in os.listdir(path)
+                  if n.endswith('.h5') and n.lower() != 'overview.h5')
+
+
 def list_run_files(path, include='*'):
     """Sorted paths of the ``*.h5`` files in ``path`` matching ``include``."""
-    names = sorted(n for n in os.listdir(path)
-                   if n.endswith('.h5') and n.lower() != 'overview.h5')
-    return [osp.join(path, n) for n in names if fnmatch.fnmatch(n, include)]
+    names = _h5_names(path)
+    if include != '*':   # '*' matches every name: skip the per-name regex
+        names = [n for n in names if fnmatch.fnmatch(n, include)]
+    return [osp.join(path, n) for n in names]
 
 
 def run_file_indexes(path, include='*', file_filter=None, *, parallelize=True,
                      use_voview=True) -> list:
     """Tier-0 records of a run folder's files (or of its valid overview file)."""
-    from . import index_cache, run_files_map, voview
+    from . import index_cache, locality, run_files_map, voview
     path = osp.abspath(os.fspath(path))
-    all_files = list_run_files(path, '*')
-    files = list_run_files(path, include)
-    if not files:
+    names = _h5_names(path)
+    n_all = len(names)
+    if include != '*':
+        names = [n for n in names if fnmatch.fnmatch(n, include)]
+    if not names:
         raise FileNotFoundError(f"No HDF5 files found in {path} with glob pattern {include}")
-    if file_filter is not None:
-        files = list(file_filter(files))
-    if use_voview and include == '*' and len(files) == len(all_files):
+    prefix = path if path.endswith(os.sep) else path + os.sep
+    files = [prefix + n for n in names]   # osp.join, without its per-call checks
+    files_from_listing = file_filter is None or file_filter is locality.lc_any
+    if not files_from_listing:
+        # Paths from a file filter may be relative or unnormalised: the
+        # records and caches use absolute paths.
+        files = [osp.abspath(p) for p in file_filter(files)]
+    if use_voview and include == '*' and len(files) == n_all:
         vo = voview.find_file_valid(path)
         if vo is not None:
             return [vo.index]
@@ -68,15 +95,25 @@ def run_file_indexes(path, include='*', file_filter=None, *, parallelize=True,
             stats[p] = os.stat(p)
         except OSError:
             pass
-    cached = index_cache.load(path, stats)
-    fmap = run_files_map.RunFilesMap(path)
-    fis, skipped = file_indexes(files, fmap, cached, parallelize=parallelize)
+    if files_from_listing:
+        cached = index_cache._load(path, [(p, n, stats[p]) for p, n in zip(files, names)
+                                          if p in stats])
+    else:
+        cached = index_cache.load(path, stats)
+    if cached and len(cached) == len(files):
+        return [cached[p] for p in files]   # the usual warm open: nothing else to do
+
+    fmap = run_files_map.RunFilesMap(
+        path, stats={osp.basename(p): st for p, st in stats.items()
+                     if osp.dirname(p) == path})
+    fis, skipped = file_indexes(files, fmap, cached, parallelize=parallelize, stats=stats)
     if not fis:
         raise NoUsableFilesError("All HDF5 files specified are unusable", skipped)
-    try:
-        fmap.save(fis)
-    except Exception:
-        pass
+    if run_files_map.writing_enabled():
+        try:
+            fmap.save(fis)
+        except Exception:
+            pass
     if len(cached) < len(fis):  # something was scanned: remember it
         try:
             index_cache.save(path, fis)

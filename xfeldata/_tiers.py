@@ -29,12 +29,26 @@ class TierMemo:
         self.keys = {}          # (fkey, source) -> SourceKeys
         self.key_info = {}      # (fkey, source, key) -> KeyInfo
         self.dirty = set()      # fkeys with tiers not yet saved to the index cache
+        # fkey -> packed tiers above 0 from the index cache, decoded on first
+        # use: a warm open then costs the same however much the cache knows.
+        self.pending = {}
 
     def clear(self):
         with self._lock:
-            for d in (self.index, self.meta, self.sources, self.keys, self.key_info):
+            for d in (self.index, self.meta, self.sources, self.keys, self.key_info,
+                      self.pending):
                 d.clear()
             self.dirty.clear()
+
+    def unpack_pending(self, fkey) -> bool:
+        """Decode the cached tiers of one file into the memo; False if there were none."""
+        with self._lock:
+            packed = self.pending.pop(fkey, None)
+        if packed is None:
+            return False
+        from .index_cache import install_tiers
+        install_tiers(fkey, packed)
+        return True
 
     def put(self, table, key, value, fkey):
         with self._lock:
@@ -45,6 +59,7 @@ class TierMemo:
     def records_for(self, fi: FileIndex) -> dict:
         """All tier records known for one file (for the index cache)."""
         k = fi.key
+        self.unpack_pending(k)
         with self._lock:
             return {
                 'meta': self.meta.get(k),
@@ -61,10 +76,14 @@ MEMO = TierMemo()
 def h5file(fi_or_path):
     """The open h5py.File for a record or path, through the limiter."""
     from .file_access import FileAccess
-    path = fi_or_path.path if isinstance(fi_or_path, FileIndex) else fi_or_path
     if isinstance(fi_or_path, FileIndex):
-        return FileAccess(path, _cache_info=fi_or_path).file
-    return FileAccess(path).file
+        # The usual case, once per tier loaded: the FileAccess made for this
+        # very record (skips FileAccess() normalising the path again).
+        fa = FileAccess._registry.get(fi_or_path.path)
+        if fa is None or fa.index is not fi_or_path:
+            fa = FileAccess(fi_or_path.path, _cache_info=fi_or_path)
+        return fa.file
+    return FileAccess(fi_or_path).file
 
 
 def file_index(path, stat=None) -> FileIndex:
@@ -75,12 +94,7 @@ def file_index(path, stat=None) -> FileIndex:
     known = MEMO.index.get(path)
     if known is not None and known.size == stat.st_size and known.mtime == stat.st_mtime:
         return known
-    f = _scan.open_h5(path)
-    try:
-        # Stat the open descriptor's file, so the record matches the bytes read.
-        fi = _scan.scan_file_index(f, path, stat)
-    finally:
-        f.close()
+    fi = _scan.scan_file_index_at(path, stat)
     # Tier 1 (metadata, timestamps) is read later, when something asks for it:
     # reading it here would triple the cost of opening a run.
     MEMO.put('index', path, fi, fi.key)
@@ -115,8 +129,16 @@ def _check_current(fi: FileIndex):
             "file changed on disk since the run was opened; open it again", fi.path)
 
 
+def _lookup(table: dict, key, fkey):
+    """A memo entry, decoding the file's cached tiers first if they are pending."""
+    r = table.get(key)
+    if r is None and fkey in MEMO.pending and MEMO.unpack_pending(fkey):
+        r = table.get(key)
+    return r
+
+
 def file_meta(fi: FileIndex):
-    m = MEMO.meta.get(fi.key)
+    m = _lookup(MEMO.meta, fi.key, fi.key)
     if m is None:
         _check_current(fi)
         m = MEMO.put('meta', fi.key, _scan.scan_file_meta(h5file(fi)), fi.key)
@@ -125,7 +147,7 @@ def file_meta(fi: FileIndex):
 
 def source_index(fi: FileIndex, source: str, section: str):
     k = (fi.key, source)
-    r = MEMO.sources.get(k)
+    r = _lookup(MEMO.sources, k, fi.key)
     if r is None:
         _check_current(fi)
         r = MEMO.put('sources', k, _scan.scan_source_index(h5file(fi), source, section),
@@ -135,7 +157,7 @@ def source_index(fi: FileIndex, source: str, section: str):
 
 def source_keys(fi: FileIndex, source: str, section: str):
     k = (fi.key, source)
-    r = MEMO.keys.get(k)
+    r = _lookup(MEMO.keys, k, fi.key)
     if r is None:
         _check_current(fi)
         r = MEMO.put('keys', k, _scan.scan_source_keys(h5file(fi), source, section), fi.key)
@@ -144,7 +166,7 @@ def source_keys(fi: FileIndex, source: str, section: str):
 
 def key_info(fi: FileIndex, source: str, section: str, key: str):
     k = (fi.key, source, key)
-    r = MEMO.key_info.get(k)
+    r = _lookup(MEMO.key_info, k, fi.key)
     if r is None:
         _check_current(fi)
         r = MEMO.put('key_info', k, _scan.scan_key_info(h5file(fi), source, section, key),

@@ -128,7 +128,13 @@ class FileAccess:
         filename = osp.abspath(os.fspath(filename))
         with cls._registry_lock:
             inst = cls._registry.get(filename)
-            if inst is not None and _cache_info is None and not inst._is_current():
+            # An instance describes one version of the file: a record of other
+            # bytes (the file changed, and was rescanned or found in a cache)
+            # or a changed file on disk means a new instance.
+            if inst is not None and (
+                    (_cache_info is None and not inst._is_current())
+                    or (_cache_info is not None and not isinstance(_cache_info, dict)
+                        and _cache_info.key != inst._index.key)):
                 inst._close_handle()
                 inst = None
             if inst is None:

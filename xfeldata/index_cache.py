@@ -18,10 +18,13 @@ when all three match the file now; a cache file that is unreadable, corrupt,
 of another version or written for other record layouts is ignored as a whole.
 Nothing here raises on a bad cache: the worst case is a cold open.
 
-Encoding: msgpack, numpy arrays as ``(dtype, shape, raw bytes)`` (or, for the
-usual train IDs, firsts and counts, as an arithmetic progression or a single
-value), each distinct source list stored once, and a CRC-32 of the whole. The
-tier-0 cache of 20,000 files is about 5 MB and loads in about 0.3 s. No
+Encoding: msgpack. Tier 0 of all files is stored in columns, with each
+distinct source list and each distinct train-ID or validity array stored once
+(the files of a sequence share them), arrays as ``(dtype, shape, raw bytes)``
+or, for the usual ones, as an arithmetic progression or a single value; the
+tiers above 0 are packed per file and decoded only when first asked for. A
+CRC-32 covers the whole. The tier-0 cache of a 20,000-file run (50
+aggregators, 400 sequences) is about 2.3 MB and loads in about 50 ms. No
 pickle: a cache folder may be shared, and unpickling executes code.
 
 Writes are atomic (temporary file + :func:`os.replace`), so concurrent savers
@@ -49,10 +52,10 @@ from . import _tiers
 from .core.records import FileIndex
 from .run_files_map import atomic_write
 from ._cache_codec import (  # noqa: F401 (pack_record/unpack_record are public here)
-    _LAYOUT, _MAGIC, _OFF, _UNICODE_ERRORS, decode_file_index, decode_file_meta,
+    _LAYOUT, _MAGIC, _OFF, _UNICODE_ERRORS, CacheContents, decode_file_meta,
     decode_key_info, decode_source_index, decode_source_keys, encode_file_index,
     encode_file_meta, encode_key_info, encode_source_index, encode_source_keys,
-    pack_record, unpack_record)
+    pack_body, pack_record, unpack_record)
 
 __all__ = ['CACHE_VERSION', 'cache_root', 'cache_path', 'load', 'save', 'save_dirty',
            'forget_runs', 'pack_record', 'unpack_record']
@@ -60,19 +63,31 @@ __all__ = ['CACHE_VERSION', 'cache_root', 'cache_path', 'load', 'save', 'save_di
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the layout of the cache file changes.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 # Run directories this process loaded or saved: abspath -> {file path: FileIndex},
 # so that tiers learnt later in the session are saved at exit (save_dirty).
 _KNOWN_RUNS: dict = {}
-# Cache file -> keys of the files whose current records it holds (loaded from
-# it or saved to it here): saving those again, with nothing new, is skipped, so
-# reopening a cached run does not rewrite its cache.
+# Cache file -> {file path: FileIndex} of the files whose current records it
+# holds (loaded from it or saved to it here): saving those again, with nothing
+# new, is skipped, so reopening a cached run does not rewrite its cache.
 _ON_DISK: dict = {}
 _known_lock = threading.Lock()
 
 
 # -- locations ---------------------------------------------------------------
+
+def _cache_root() -> str | None:
+    env = os.environ.get('XFELDATA_CACHE')
+    if env is not None and env.strip():
+        if env.strip().lower() in _OFF:
+            return None
+        return osp.expanduser(env)
+    xdg = os.environ.get('XDG_CACHE_HOME')
+    if xdg:
+        return osp.join(osp.expanduser(xdg), 'xfeldata')
+    return osp.join(osp.expanduser('~'), '.cache', 'xfeldata')
+
 
 def cache_root() -> Path | None:
     """The cache folder, or None if the cache is disabled.
@@ -83,15 +98,19 @@ def cache_root() -> Path | None:
     True
     >>> del os.environ['XFELDATA_CACHE']
     """
-    env = os.environ.get('XFELDATA_CACHE')
-    if env is not None and env.strip():
-        if env.strip().lower() in _OFF:
-            return None
-        return Path(env).expanduser()
-    xdg = os.environ.get('XDG_CACHE_HOME')
-    if xdg:
-        return Path(xdg).expanduser() / 'xfeldata'
-    return Path.home() / '.cache' / 'xfeldata'
+    root = _cache_root()
+    return None if root is None else Path(root)
+
+
+def _cache_file(run_dir) -> str | None:
+    # Strings, not pathlib: this runs on every open, and Path objects cost
+    # more than the rest of finding the file.
+    root = _cache_root()
+    if root is None:
+        return None
+    resolved = osp.realpath(os.fspath(run_dir))
+    name = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:32]
+    return osp.join(root, f'index-v{CACHE_VERSION}', f'{name}.msgpack')
 
 
 def cache_path(run_dir) -> Path | None:
@@ -100,18 +119,26 @@ def cache_path(run_dir) -> Path | None:
     The name is a hash of the resolved path, so the same run reached through a
     symlink shares one cache file.
     """
-    root = cache_root()
-    if root is None:
-        return None
-    resolved = osp.realpath(os.fspath(run_dir))
-    name = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:32]
-    return root / f'index-v{CACHE_VERSION}' / f'{name}.msgpack'
+    path = _cache_file(run_dir)
+    return None if path is None else Path(path)
 
 
 # -- file level ----------------------------------------------------------------
+#
+# A cache file is a small msgpack map (magic, version, layout, directory, crc,
+# body); the body (see _cache_codec.pack_body) holds tier 0 of each file in
+# columns, and for each file its tiers above 0 as msgpack bytes of
+# ``[FileMeta, {source: SourceFileIndex}, {source: SourceKeys},
+# {source: {key: KeyInfo}}]`` (encoded records). Opening a run decodes tier 0
+# only; the packed tiers wait in the memo until something asks for one of
+# them (_tiers.TierMemo.pending): a warm open then costs the same whether the
+# cache knows a few records per file or thousands.
 
-def _read_cache_file(path) -> dict | None:
-    """The ``files`` table of a cache file: {file name: raw entry}, or None if unusable."""
+_TIER_TABLES = ('sources', 'keys', 'key_info')
+
+
+def _read_cache_contents(path) -> CacheContents | None:
+    """The contents of a cache file, or None if missing or unusable."""
     try:
         with open(path, 'rb') as f:
             data = f.read()
@@ -120,6 +147,15 @@ def _read_cache_file(path) -> dict | None:
             log.debug("Cannot read index cache %s: %s", path, e)
         return None
     return _parse_cache(data, path)
+
+
+def _read_cache_file(path) -> dict | None:
+    """The entries of a cache file, ``{file name: entry}``, or None if unusable.
+
+    The source lists of each entry's 'index' are frozensets here.
+    """
+    contents = _read_cache_contents(path)
+    return None if contents is None else contents.entries()
 
 
 @contextlib.contextmanager
@@ -137,10 +173,10 @@ def _gc_paused():
             gc.enable()
 
 
-def _parse_cache(data: bytes, path='<bytes>') -> dict | None:
-    """The ``files`` table of a cache file's bytes, or None if unusable.
+def _parse_cache(data: bytes, path='<bytes>') -> CacheContents | None:
+    """The contents of a cache file's bytes, or None if unusable.
 
-    The file is a small header map whose ``body`` holds the packed table and
+    The file is a small header map whose ``body`` holds the packed entries and
     ``crc`` its CRC-32: msgpack notices truncation but not a changed byte
     inside an array, so the checksum catches damage the structure cannot.
     """
@@ -154,41 +190,18 @@ def _parse_cache(data: bytes, path='<bytes>') -> dict | None:
         if zlib.crc32(body) != head['crc']:
             log.debug("Ignoring index cache %s: checksum mismatch", path)
             return None
-        # Unpacking creates a million small containers; the cyclic GC would
-        # run hundreds of times over them (and find nothing): doubles the time.
+        # Unpacking creates many small containers; the cyclic GC would run
+        # over them again and again (and find nothing).
         with _gc_paused():
-            table, files = msgpack.unpackb(body, raw=False, strict_map_key=True,
-                                           unicode_errors=_UNICODE_ERRORS)
-        names = [frozenset(t) for t in table]
-        for entry in files.values():
-            index = entry['index']
-            index[5], index[6] = names[index[5]], names[index[6]]
+            return CacheContents(body)
     except Exception as e:   # msgpack raises several unrelated classes on bad input
         log.debug("Ignoring corrupt index cache %s: %s", path, e)
         return None
-    return files
 
 
 def _pack_cache(run_dir: str, files: dict) -> bytes:
-    """The bytes of a cache file for ``files`` ({file name: entry}).
-
-    The control and instrument source lists of a run's files repeat (every
-    sequence file of an aggregator has the same ones), so each distinct list
-    is stored once and entries refer to it by number. Decoded, files with
-    equal lists share one frozenset: less to parse, and less memory for a
-    20,000-file run.
-    """
-    table, numbers, packed = [], {}, {}
-    for name, entry in files.items():
-        index = list(entry['index'])
-        for i in (5, 6):
-            names = tuple(sorted(index[i]))
-            if names not in numbers:
-                numbers[names] = len(table)
-                table.append(names)
-            index[i] = numbers[names]
-        packed[name] = {**entry, 'index': index}
-    body = msgpack.packb([table, packed], use_bin_type=True, unicode_errors=_UNICODE_ERRORS)
+    """The bytes of a cache file for ``files`` ({file name: entry})."""
+    body = pack_body(files)
     return msgpack.packb({'magic': _MAGIC, 'version': CACHE_VERSION, 'layout': _LAYOUT,
                           'dir': os.fsencode(osp.realpath(run_dir)), 'crc': zlib.crc32(body),
                           'body': body}, use_bin_type=True)
@@ -270,8 +283,9 @@ def _records_by_file(fkeys) -> dict:
 
 
 def _encode_entry(fi: FileIndex, recs: dict) -> dict:
-    """One file's cache entry from everything the memo knows about it (``recs``).
+    """One file's expanded entry from everything the memo knows about it (``recs``).
 
+    Expanded: the tiers as separate tables, not packed (see :func:`_pack_tiers`).
     A record that cannot be encoded is left out (it is read again from the
     file when needed); the rest of the file's entry is still saved.
     """
@@ -293,8 +307,37 @@ def _encode_entry(fi: FileIndex, recs: dict) -> dict:
     }
 
 
+def _pack_tiers(expanded: dict) -> dict:
+    """An expanded entry in the form stored: the tiers above 0 packed into bytes."""
+    tiers = [expanded.get('meta')] + [expanded.get(t) or {} for t in _TIER_TABLES]
+    packed = None
+    if tiers[0] is not None or any(tiers[1:]):
+        packed = msgpack.packb(tiers, use_bin_type=True, unicode_errors=_UNICODE_ERRORS)
+    return {'size': expanded['size'], 'mtime': expanded['mtime'],
+            'index': expanded['index'], 'tiers': packed}
+
+
+def _unpack_tiers(packed) -> tuple:
+    """``(meta, sources, keys, key_info)`` encoded records from an entry's 'tiers'."""
+    if packed is None:
+        return None, {}, {}, {}
+    meta, sources, keys, key_info = msgpack.unpackb(
+        packed, raw=False, strict_map_key=True, unicode_errors=_UNICODE_ERRORS)
+    if not (isinstance(sources, dict) and isinstance(keys, dict)
+            and isinstance(key_info, dict)):
+        raise ValueError("malformed tiers")
+    return meta, sources, keys, key_info
+
+
+def _expand(entry: dict) -> dict:
+    """A stored entry with its tiers unpacked into separate tables (for merging)."""
+    meta, sources, keys, key_info = _unpack_tiers(entry.get('tiers'))
+    return {'size': entry['size'], 'mtime': entry['mtime'], 'index': entry['index'],
+            'meta': meta, 'sources': sources, 'keys': keys, 'key_info': key_info}
+
+
 def _merge_entries(old: dict, new: dict) -> dict:
-    """Union of two current entries of the same file: the newer records win."""
+    """Union of two current expanded entries of the same file: the newer records win."""
     merged = dict(new)
     if merged.get('meta') is None:
         merged['meta'] = old.get('meta')
@@ -307,30 +350,26 @@ def _merge_entries(old: dict, new: dict) -> dict:
     return merged
 
 
-def _install(path: str, entry: dict) -> FileIndex:
-    """Decode one current entry and put its records into the memo (not as dirty).
+def install_tiers(fkey: tuple, packed) -> bool:
+    """Decode a file's packed tiers (an entry's 'tiers') into the memo.
 
-    Records already in the memo for the same bytes are kept, so a record of a
-    tier stays one object for the whole process.
+    All or nothing: a damaged entry installs none of its records (they are
+    read from the file when needed). Records already in the memo are kept, so
+    a record of a tier stays one object for the whole process.
     """
-    fi = decode_file_index(entry['index'])
-    if fi.path != path:   # same run through another path: the path is part of the record
-        fi = FileIndex.build(path, fi.size, fi.mtime, fi.train_ids, fi.valid,
-                             fi.control_sources, fi.instrument_sources, fi.legacy_pairs)
-    meta = None if entry.get('meta') is None else decode_file_meta(entry['meta'])
-    sources = {s: decode_source_index(v) for s, v in (entry.get('sources') or {}).items()}
-    keys = {s: decode_source_keys(v) for s, v in (entry.get('keys') or {}).items()}
-    key_info = {(s, k): decode_key_info(v)
-                for s, d in (entry.get('key_info') or {}).items() for k, v in d.items()}
-    # Decode everything before touching the memo: a corrupt entry installs nothing.
+    try:
+        with _gc_paused():
+            meta, sources, keys, key_info = _unpack_tiers(packed)
+            meta = None if meta is None else decode_file_meta(meta)
+            sources = {s: decode_source_index(v) for s, v in sources.items()}
+            keys = {s: decode_source_keys(v) for s, v in keys.items()}
+            key_info = {(s, k): decode_key_info(v)
+                        for s, d in key_info.items() for k, v in d.items()}
+    except Exception as e:   # a damaged entry is a miss, whatever its damage
+        log.debug("Ignoring damaged index cache tiers for %s: %s", fkey[0], e)
+        return False
     memo = _tiers.MEMO
-    fkey = fi.key
     with memo._lock:
-        known = memo.index.get(path)
-        if known is not None and known.key == fkey:
-            fi = known
-        else:
-            memo.index[path] = fi
         if meta is not None:
             memo.meta.setdefault(fkey, meta)
         for s, v in sources.items():
@@ -339,32 +378,47 @@ def _install(path: str, entry: dict) -> FileIndex:
             memo.keys.setdefault((fkey, s), v)
         for (s, k), v in key_info.items():
             memo.key_info.setdefault((fkey, s, k), v)
-    return fi
+    return True
+
+
+def _same_bytes(a, b) -> bool:
+    """Whether two FileIndex records (or None) describe the same bytes of a file."""
+    return a is not None and (a is b or a.key == b.key)
+
+
+def _requests(paths_stats, inside):
+    """``(path, name, stat)`` of the files in ``paths_stats`` that are in the run folder."""
+    sep = os.sep
+    for fpath, st in paths_stats.items():
+        if type(fpath) is not str or not fpath.startswith(sep):   # cheaper than isabs
+            fpath = osp.abspath(os.fspath(fpath))
+        fdir, _, name = fpath.rpartition(sep)
+        if inside(fdir or sep):
+            yield fpath, name, st
 
 
 def _remember(run_dir: str, fis: Iterable[FileIndex]):
     with _known_lock:
-        known = _KNOWN_RUNS.setdefault(run_dir, {})
-        for fi in fis:
-            known[fi.path] = fi
+        _KNOWN_RUNS.setdefault(run_dir, {}).update((fi.path, fi) for fi in fis)
 
 
 def _in_dir_filter(run_dir: str):
-    """A predicate: is a file path directly inside ``run_dir`` (also via symlinks)?"""
-    resolved = osp.realpath(run_dir)
-    memo = {}
+    """A predicate: is a directory ``run_dir`` (also via symlinks)?"""
+    memo = {run_dir: True}
+    resolved = []
 
-    def inside(path):
-        d = osp.dirname(path)
-        if d not in memo:
-            memo[d] = d == run_dir or osp.realpath(d) == resolved
-        return memo[d]
+    def inside(d):
+        known = memo.get(d)
+        if known is None:
+            if not resolved:   # realpath stats every component: only when needed
+                resolved.append(osp.realpath(run_dir))
+            known = memo[d] = osp.realpath(d) == resolved[0]
+        return known
     return inside
 
 
 # -- public API ------------------------------------------------------------------
 
-@_gc_paused()   # decoding makes many small objects; see _parse_cache
 def load(run_dir, paths_stats: Mapping[str, os.stat_result]) -> dict:
     """Load the cached tiers of a run's files into the process memo.
 
@@ -379,34 +433,47 @@ def load(run_dir, paths_stats: Mapping[str, os.stat_result]) -> dict:
     Returns
     -------
     dict
-        ``{path: FileIndex}`` for the files found (tier 0); their other tiers
-        are in :data:`xfeldata._tiers.MEMO`. Files not found must be scanned.
+        ``{path: FileIndex}`` for the files found (tier 0). Their other
+        cached tiers go to :data:`xfeldata._tiers.MEMO` still packed, and are
+        decoded when first asked for. Files not found must be scanned.
 
     Never raises because of the cache: an unusable cache gives ``{}``.
     """
-    path = cache_path(run_dir)
-    if path is None or not paths_stats:
-        return {}
-    files = _read_cache_file(path)
-    if not files:
+    if not paths_stats:
         return {}
     run_dir = osp.abspath(os.fspath(run_dir))
-    inside = _in_dir_filter(run_dir)
-    found = {}
-    for fpath, st in paths_stats.items():
-        fpath = osp.abspath(os.fspath(fpath))
-        entry = files.get(osp.basename(fpath))
-        if entry is None or not _entry_is_current(entry, st) or not inside(fpath):
-            continue
-        try:
-            found[fpath] = _install(fpath, entry)
-        except Exception as e:   # a damaged entry is a miss, whatever its damage
-            log.debug("Ignoring damaged index cache entry for %s: %s", fpath, e)
-    if found:
-        _remember(run_dir, found.values())
-        with _known_lock:
-            _ON_DISK.setdefault(path, set()).update(fi.key for fi in found.values())
-    log.debug("Index cache %s: %d of %d files found", path, len(found), len(paths_stats))
+    return _load(run_dir, _requests(paths_stats, _in_dir_filter(run_dir)))
+
+
+@_gc_paused()   # decoding makes many small objects; see _parse_cache
+def _load(run_dir: str, requests) -> dict:
+    """:func:`load` for ``requests``: ``(path, name, stat)`` of files in ``run_dir``.
+
+    Opening a run calls this directly: it has the names and paths already.
+    """
+    path = _cache_file(run_dir)
+    if path is None:
+        return {}
+    contents = _read_cache_contents(path)
+    if contents is None:
+        return {}
+    found, pending = contents.file_indexes(requests, log.debug)
+    if not found:
+        return found
+    memo = _tiers.MEMO
+    with memo._lock:
+        index = memo.index
+        for fpath in found.keys() & index.keys():
+            known = index[fpath]
+            if known.key == found[fpath].key:
+                found[fpath] = known   # a record stays one object for the process
+        index.update(found)
+        for fkey, tiers in pending.items():
+            memo.pending.setdefault(fkey, tiers)
+    with _known_lock:
+        _KNOWN_RUNS.setdefault(run_dir, {}).update(found)
+        _ON_DISK.setdefault(path, {}).update(found)
+    log.debug("Index cache %s: %d files found", path, len(found))
     return found
 
 
@@ -437,34 +504,46 @@ def save(run_dir, file_indexes: Iterable) -> bool:
         Whether the cache file was written (False when disabled, not writable,
         or already up to date).
     """
-    path = cache_path(run_dir)
+    path = _cache_file(run_dir)
     run_dir = osp.abspath(os.fspath(run_dir))
     inside = _in_dir_filter(run_dir)
     fis = [getattr(f, 'index', f) for f in file_indexes]
-    fis = [fi for fi in fis if inside(fi.path)]
+    fis = [fi for fi in fis if inside(osp.dirname(fi.path))]
     _remember(run_dir, fis)
     if path is None or not fis:
         return False
 
     memo = _tiers.MEMO
     with memo._lock, _known_lock:
-        on_disk = _ON_DISK.get(path, ())
-        if all(fi.key in on_disk and fi.key not in memo.dirty for fi in fis):
+        on_disk = _ON_DISK.get(path, {})
+        # Files whose records the cache file already holds, with nothing new:
+        # their stored entries are kept as they are, not decoded and re-encoded.
+        clean = {osp.basename(fi.path): fi for fi in fis
+                 if _same_bytes(on_disk.get(fi.path), fi) and fi.key not in memo.dirty}
+        if len(clean) == len(fis):
             return False   # nothing new to write
         # Clear dirtiness before collecting: a record added meanwhile stays dirty.
         for fi in fis:
             memo.dirty.discard(fi.key)
     try:
-        by_file = _records_by_file({fi.key for fi in fis})
-        new = {osp.basename(fi.path): _encode_entry(fi, by_file[fi.key]) for fi in fis}
-        path.parent.mkdir(parents=True, exist_ok=True)
+        todo = [fi for fi in fis if osp.basename(fi.path) not in clean]
+        new = _encode_entries(todo)
+        os.makedirs(osp.dirname(path), exist_ok=True)
         with _locked(path):
             files = {}
             for name, entry in (_read_cache_file(path) or {}).items():
-                if name in new:
-                    mine = new[name]
+                mine = new.get(name)
+                if mine is not None:
                     if (entry['size'], entry['mtime']) == (mine['size'], mine['mtime']):
-                        new[name] = _merge_entries(entry, mine)
+                        try:
+                            new[name] = _merge_entries(_expand(entry), mine)
+                        except Exception:   # a damaged old entry: only the new records
+                            pass
+                    continue
+                fi = clean.get(name)
+                if fi is not None:
+                    if (entry['size'], entry['mtime']) == (fi.size, fi.mtime):
+                        files[name] = entry
                     continue
                 try:
                     st = os.stat(osp.join(run_dir, name))
@@ -472,17 +551,27 @@ def save(run_dir, file_indexes: Iterable) -> bool:
                     continue   # the file is gone
                 if _entry_is_current(entry, st):
                     files[name] = entry
-            files.update(new)
+            # A clean file whose entry vanished from disk meanwhile: from the memo.
+            new.update(_encode_entries([fi for name, fi in clean.items() if name not in files]))
+            files.update((name, _pack_tiers(e)) for name, e in new.items())
             atomic_write(path, _pack_cache(run_dir, files))
         with _known_lock:
-            _ON_DISK.setdefault(path, set()).update(fi.key for fi in fis)
+            _ON_DISK.setdefault(path, {}).update((fi.path, fi) for fi in fis)
     except Exception as e:   # a cache must never break the caller
         log.debug("Could not save index cache %s: %s", path, e)
         with memo._lock:
-            memo.dirty.update(fi.key for fi in fis)
+            memo.dirty.update(fi.key for fi in fis if osp.basename(fi.path) not in clean)
         return False
     log.debug("Saved index cache %s (%d files)", path, len(files))
     return True
+
+
+def _encode_entries(fis) -> dict:
+    """{file name: expanded entry} of the given files, from the memo."""
+    for fi in fis:   # records still packed must not be lost
+        _tiers.MEMO.unpack_pending(fi.key)
+    by_file = _records_by_file({fi.key for fi in fis})
+    return {osp.basename(fi.path): _encode_entry(fi, by_file[fi.key]) for fi in fis}
 
 
 def save_dirty() -> int:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
+from ._sections import SectionTests
 from .core import plan as _plan
 from .core.records import readonly
 from .core.selection import files_in_use
 from .core.trains import select_train_ids, split_trains as _split_slices
-from .exceptions import NoDataError, TrainIDError
+from .exceptions import NoDataError
 
 __all__ = ['KeyData']
 
 
 @attrs.frozen(eq=False)
-class KeyData:
+class KeyData(SectionTests):
     """Data for one key of one source (EXtra-data's ``KeyData``)."""
     source: str
     key: str
@@ -157,26 +158,6 @@ class KeyData:
         return u.get('metricPrefixName', '') + name
 
     @property
-    def is_control(self):
-        return self.section == 'CONTROL'
-
-    @property
-    def is_instrument(self):
-        return self.section == 'INSTRUMENT'
-
-    @property
-    def is_reduction(self):
-        return self.section == 'REDUCTION'
-
-    @property
-    def is_errata(self):
-        return self.section == 'ERRATA'
-
-    @property
-    def is_auxiliary(self):
-        return self.section in ('REDUCTION', 'ERRATA')
-
-    @property
     def source_file_paths(self) -> list:
         """Paths of the real files holding the selected data.
 
@@ -255,26 +236,47 @@ class KeyData:
         return execute(self.plan(roi), out=out)
 
     def series(self):
-        import pandas as pd
-        if self.ndim > 1:
-            raise TypeError(f"series() only works for 1-D data; {self.key!r} has "
-                            f"entry shape {self.entry_shape}")
-        name = self.source + '/' + _strip_value(self.key, self.section)
-        idx = pd.Index(self.train_id_coordinates(), name='trainId')
-        return pd.Series(self.ndarray(), index=idx, name=name)
+        """The data as a pandas Series indexed by ``trainId`` (1-D data only).
 
-    def xarray(self, extra_dims=None, roi=(), name=None):
-        import xarray as xr
-        arr = self.ndarray(roi=roi)
-        if extra_dims is None:
-            extra_dims = [f'dim_{i}' for i in range(arr.ndim - 1)]
-        if name is None:
-            name = f"{self.source}.{_strip_value(self.key, self.section)}"
-        da = xr.DataArray(arr, dims=['trainId'] + list(extra_dims),
-                          coords={'trainId': self.train_id_coordinates()}, name=name)
-        if self.units:
-            da.attrs['units'] = self.units
-        return da
+        Named ``"<source>/<key>"`` (control ``.value`` stripped); a train with
+        several entries appears several times in the index.
+
+        Raises
+        ------
+        TypeError
+            The entries are not single values (``ndim > 1``).
+        """
+        from ._outputs import keydata_series
+        return keydata_series(self)
+
+    def xarray(self, extra_dims=None, roi=(), name=None, extra_coords=None):
+        """The data as an ``xarray.DataArray`` with a ``trainId`` coordinate.
+
+        Dims ``('trainId', 'dim_0', ...)``; ``extra_dims`` renames the inner
+        dims and, like ``extra_coords=True``, adds integer coordinates that
+        follow ``roi`` (a dict ``extra_coords`` is merged in). Default name
+        ``"<source>.<key>"`` (control ``.value`` stripped); ``attrs['units']``
+        when known. A structured dtype gives an ``xarray.Dataset`` with one
+        variable per field. See :func:`xfeldata._outputs.keydata_xarray`.
+        """
+        from ._outputs import keydata_xarray
+        return keydata_xarray(self, extra_dims=extra_dims, roi=roi, name=name,
+                              extra_coords=extra_coords)
+
+    def dask_array(self, labelled=False):
+        """The data as a lazy dask array built from this key's read plan.
+
+        One task per bounded piece of the plan (dask's ``array.chunk-size``);
+        tasks pickle small and reopen files through xfeldata's handle cache.
+        ``labelled=True`` wraps it in a DataArray (``trainId``, ``dim_N``).
+        Needs the ``dask`` extra (``pip install 'xfeldata[dask]'``).
+        """
+        from ._outputs import keydata_dask
+        return keydata_dask(self, labelled=labelled)
+
+    def _repr_html_(self):
+        from ._outputs import keydata_html
+        return keydata_html(self)
 
     # -- selection ---------------------------------------------------------------
     def select_trains(self, trains) -> 'KeyData':
@@ -292,15 +294,20 @@ class KeyData:
 
     # -- single trains -------------------------------------------------------------
     def train_from_id(self, train_id, keep_dims=False):
-        tid = int(train_id)
-        ix = np.searchsorted(self._train_ids, np.uint64(tid))
-        if ix >= len(self._train_ids) or int(self._train_ids[ix]) != tid:
-            raise TrainIDError(train_id)
-        one = self._evolve_trains(self._train_ids[ix:ix + 1])
-        arr = one.ndarray()
-        if len(arr) == 1 and not keep_dims:
-            return tid, arr[0]
-        return tid, arr
+        """``(train ID, value)``: the entry if there is one (unless keep_dims), else a slice."""
+        from ._iterate import key_train
+        return key_train(self, train_id, keep_dims=keep_dims)
+
+    def trains(self, keep_dims=False, include_empty=False):
+        """Iterate ``(numpy.uint64 train ID, value)`` over the trains files hold.
+
+        A count of 1 gives the entry (unless ``keep_dims``); more, or
+        ``keep_dims``, a slice; a count of 0 is skipped unless
+        ``include_empty`` (value None). Read in bulk, a batch of trains at a
+        time (:mod:`xfeldata._iterate`).
+        """
+        from ._iterate import iterate_key_trains
+        return iterate_key_trains(self, keep_dims=keep_dims, include_empty=include_empty)
 
     def train_from_index(self, i, keep_dims=False):
         tid = self._train_ids[i]
@@ -352,9 +359,3 @@ def _same(a, b):
         return bool(np.all(a == b))
     except Exception:
         return a is b
-
-
-def _strip_value(key, section):
-    if section == 'CONTROL' and key.endswith('.value'):
-        return key[:-6]
-    return key

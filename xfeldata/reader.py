@@ -19,11 +19,9 @@ import numpy as np
 from . import _open, _tiers, locality
 from .core import selection as _sel
 from .core.names import DETECTOR_SOURCE_RE, normalise_proposal, normalise_run
-from .core.records import readonly
 from .core.runindex import RunIndex
 from .core.trains import select_train_ids, split_trains as _split_slices
-from .exceptions import (MultiRunError, NoUsableFilesError, PropertyNameError,
-                         SourceNameError, TrainIDError)
+from .exceptions import MultiRunError, NoUsableFilesError, SourceNameError
 from .file_access import FileAccess
 from .read_machinery import find_proposal
 from .sourcedata import SourceData
@@ -180,16 +178,29 @@ class DataCollection:
                           "this name will stop working; use the new name instead.",
                           DeprecationWarning, stacklevel=3)
         return SourceData(source, self._section(source), self._source_files(source),
-                          self._selection.source_map[source], self._selection.train_ids,
+                          self._selection.keys_of(source), self._selection.train_ids,
                           legacy.get(source, source), self.is_single_run,
                           self.inc_suspect_trains)
 
     def _source_files(self, source, fallback=True) -> tuple:
         """FileIndex records this selection reads ``source`` from."""
-        return _sel.files_in_use(self._index.files_for_source(source),
+        files = self._index.files_for_source(source)
+        restriction = self._selection.file_map.get(source) if self._selection.files else None
+        if restriction is None and self._has_all_trains():
+            # Every train of the run is selected: each file with a usable
+            # train is used (the common case of run[source], kept cheap).
+            used = tuple(f for f in files if (f.valid.any() if not self.inc_suspect_trains
+                                              else len(f.train_ids)))
+            if used or not fallback:
+                return used
+        return _sel.files_in_use(files,
                                  self._selection.file_map.get(source),
                                  self._selection.train_ids, self.inc_suspect_trains,
                                  fallback)
+
+    def _has_all_trains(self) -> bool:
+        mine, run = self._selection.train_ids, self._index.train_ids
+        return mine is run or (len(mine) == len(run) and np.array_equal(mine, run))
 
     def keys_for_source(self, source) -> set:
         return self._source_data(source).keys()
@@ -289,12 +300,8 @@ class DataCollection:
                      index.files_for_source(src), None, new_sel.train_ids, inc)} != set(paths)}
         if len(restr) != len(new_sel.files):
             new_sel = _sel.Selection.build(new_sel.train_ids, new_sel.source_map, restr)
-        aliases = {}
-        for dc in dcs:
-            for k, v in dc._aliases:
-                if k in aliases and aliases[k] != v:
-                    raise ValueError(f"conflicting alias definition for {k!r}")
-                aliases[k] = v
+        from .aliases import merge_aliases
+        aliases = merge_aliases(*(dc._aliases for dc in dcs))
         return DataCollection._make(index, new_sel, same_run(*dcs), False,
                                     tuple(sorted(aliases.items())),
                                     tuple(dict.fromkeys(f for dc in dcs for f in dc._alias_files)))
@@ -351,37 +358,28 @@ class DataCollection:
         return pd.Series(idx, index=pd.Index(tids, name='trainId'))
 
     # -- single trains ---------------------------------------------------------------------------
+    def trains(self, devices=None, train_range=None, *, require_all=False, flat_keys=False,
+               keep_dims=False):
+        """Iterate over the selected trains, yielding ``(train ID, data dict)``.
+
+        ``devices`` and ``train_range`` narrow the selection first (``select``,
+        ``select_trains``). Data are read in bulk, a batch of trains at a time
+        (see :mod:`xfeldata._iterate`).
+        """
+        dc = self if devices is None else self.select(devices)
+        if train_range is not None:
+            dc = dc.select_trains(train_range)
+        return iter(TrainIterator(dc, require_all=require_all, flat_keys=flat_keys,
+                                  keep_dims=keep_dims))
+
     def train_from_id(self, train_id, devices=None, *, flat_keys=False, keep_dims=False):
+        """``(train ID, data dict)`` for one selected train (TrainIDError if not selected)."""
         if devices is not None:
+            # EXtra-data's quirk, kept (docs/compat.md 7): with devices,
+            # flat_keys and keep_dims are not passed on.
             return self.select(devices).train_from_id(train_id)
-        tids = self._selection.train_ids
-        ix = np.searchsorted(tids, np.uint64(int(train_id)))
-        if ix >= len(tids) or int(tids[ix]) != int(train_id):
-            raise TrainIDError(train_id)
-        tid = int(train_id)
-        out = {}
-        for src in sorted(self._selection.source_names):
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', DeprecationWarning)
-                sd = self._source_data(src).select_trains(_by_id_list([tid]))
-            d = {'metadata': {'source': src, 'timestamp.tid': tid}}
-            for key in sorted(sd.keys()):
-                kd = sd[key]
-                arr = kd.ndarray()
-                if len(arr) == 0:
-                    continue
-                if arr.dtype.kind == 'O':
-                    # Train dicts hold what h5py gives for one entry: vlen
-                    # strings stay bytes (as in EXtra-data); ndarray() decodes.
-                    arr = _as_bytes(arr)
-                if sd.section == 'CONTROL' or (len(arr) == 1 and not keep_dims):
-                    d[key] = arr[0]
-                else:
-                    d[key] = arr
-            out[src] = d
-        if flat_keys:
-            out = {(s, k): v for s, d in out.items() for k, v in d.items()}
-        return tid, out
+        from ._iterate import collection_train
+        return collection_train(self, train_id, flat_keys=flat_keys, keep_dims=keep_dims)
 
     def train_from_index(self, train_index, devices=None, *, flat_keys=False, keep_dims=False):
         tid = self._selection.train_ids[train_index]
@@ -393,22 +391,102 @@ class DataCollection:
     def get_run_values(self, source) -> dict:
         return self._source_data(source).run_values()
 
+    def get_data_counts(self, source, key):
+        """Entries per selected train of one key (pandas Series by trainId, 0 = none)."""
+        return self[source, key].data_counts(labelled=True)
+
     def get_series(self, source, key):
+        """One 1-D key as a pandas Series indexed by trainId (``KeyData.series``)."""
         return self[source, key].series()
 
+    def get_dataframe(self, fields=None, *, timestamps=False):
+        """The selected 1-D keys as a pandas DataFrame, outer-joined on trainId.
+
+        Columns ``source/key`` (control ``.value`` stripped); ``.timestamp``
+        columns only with ``timestamps=True``; ``fields`` is applied with
+        ``select`` first. See :func:`xfeldata._outputs.dataframe`.
+        """
+        from ._outputs import dataframe
+        return dataframe(self, fields, timestamps=timestamps)
+
     def get_array(self, source, key, extra_dims=None, roi=(), name=None):
+        """One key as an ``xarray.DataArray`` (``KeyData.xarray``); ``roi`` may be a by_index."""
         return self[source, key].xarray(extra_dims=extra_dims, roi=roi, name=name)
+
+    def get_dask_array(self, source, key, labelled=False):
+        """One key as a lazy dask array (``KeyData.dask_array``); needs the ``dask`` extra."""
+        return self[source, key].dask_array(labelled=labelled)
+
+    def get_virtual_dataset(self, source, key, filename=None):
+        """Write a virtual dataset of one key's selected rows; return it opened read-only.
+
+        Without ``filename`` a temporary ``*-karabo-data-vds.h5`` file is made
+        (and not deleted). Source and key are checked before anything is written.
+        """
+        from ._outputs import virtual_dataset
+        return virtual_dataset(self[source, key], filename)
+
+    def _repr_html_(self):
+        from ._outputs import collection_html
+        return collection_html(self)
 
     @property
     def alias(self):
+        """:class:`~xfeldata.aliases.AliasIndexer`: data by alias (``dc.alias['xgm']``)."""
         from .aliases import AliasIndexer
         return AliasIndexer(self)
+
+    @property
+    def auxiliary(self):
+        """:class:`~xfeldata.auxiliary.AuxiliaryIndexer`: REDUCTION/ERRATA sources.
+
+        Creating it does no I/O; its source lists come from tier 1 of the
+        index (memoised per file), loaded the first time they are asked for.
+        """
+        from .auxiliary import AuxiliaryIndexer
+        return AuxiliaryIndexer.for_collection(self)
+
+    def with_aliases(self, *alias_defs):
+        """A new collection with aliases added (dicts or .json/.yaml/.yml/.toml files).
+
+        See :func:`xfeldata.aliases.with_aliases`.
+        """
+        from .aliases import with_aliases
+        return with_aliases(self, *alias_defs)
+
+    def only_aliases(self, *alias_defs, strict=False, require_all=False):
+        """Add aliases, then select only the data they point to.
+
+        See :func:`xfeldata.aliases.only_aliases`.
+        """
+        from .aliases import only_aliases
+        return only_aliases(self, *alias_defs, strict=strict, require_all=require_all)
+
+    def drop_aliases(self):
+        """The same data without aliases or alias files."""
+        from .aliases import drop_aliases
+        return drop_aliases(self)
 
     # -- info ---------------------------------------------------------------------------------------
     def info(self, details_for_sources=(), *, counts=False, group_sources=True,
              with_aggregators=False, with_auxiliary=False):
-        """Print a summary of the trains and sources (computed from the index only)."""
-        print(_format_info(self))
+        """Print a summary of the trains and sources (computed from the index only).
+
+        See :class:`xfeldata.display.InfoPrinter` for the sections printed.
+        """
+        from .display import InfoPrinter
+        InfoPrinter(self, details_for_sources, with_aggregators=with_aggregators,
+                    data_counts=counts, group_sources=group_sources).show(with_auxiliary)
+
+    def detector_info(self, source) -> dict:
+        """``dims``, ``frames_per_train`` and ``total_frames`` of an XTDF module source."""
+        from .display import detector_info
+        return detector_info(self[source])
+
+    def train_info(self, train_id):
+        """Print the sources with data in one train (``ValueError`` if it is not selected)."""
+        from .display import format_train_info
+        print(format_train_info(self, train_id))
 
 
 def selection_argument(seln):
@@ -436,52 +514,6 @@ def _is_iterable(x):
     except TypeError:
         return False
     return True
-
-
-def _as_bytes(arr):
-    out = arr.copy()
-    flat = out.reshape(-1)
-    for i, v in enumerate(flat):
-        if isinstance(v, str):
-            flat[i] = v.encode('utf-8', 'surrogateescape')
-    return out
-
-
-def _by_id_list(ids):
-    from .core.trains import by_id
-    return by_id[np.asarray(ids, dtype=np.uint64)]
-
-
-def _format_info(dc) -> str:
-    tids = dc._selection.train_ids
-    n = len(tids)
-    lines = [f"# of trains:    {n}"]
-    if n:
-        span = (int(tids[-1]) - int(tids[0]) + 1) / 10
-        try:
-            import datetime
-            lines.append(f"Duration:       {datetime.timedelta(seconds=span)}")
-        except OverflowError:
-            lines.append("Duration:       (train IDs out of range)")
-        lines.append(f"First train ID: {int(tids[0])}")
-        lines.append(f"Last train ID:  {int(tids[-1])}")
-    else:
-        lines += ["Duration:       0:00:00", "First train ID: -", "Last train ID:  -"]
-    lines.append("")
-    legacy = dc._index.legacy_sources
-    inst = sorted(s for s in dc.instrument_sources if s not in legacy)
-    det = sorted(dc.detector_sources)
-    lines.append(f"{len(inst)} instrument sources ({len(det)} detector modules):")
-    lines += [f"  - {s}" for s in inst]
-    lines.append("")
-    ctrl = sorted(dc.control_sources)
-    lines.append(f"{len(ctrl)} control sources:")
-    lines += [f"  - {s}" for s in ctrl]
-    if legacy and any(s in dc.all_sources for s in legacy):
-        lines.append("")
-        lines.append("Legacy source names:")
-        lines += [f"  - {k} -> {v}" for k, v in sorted(legacy.items()) if k in dc.all_sources]
-    return '\n'.join(lines)
 
 
 def same_run(*args) -> bool:
@@ -572,7 +604,11 @@ def open_run(proposal, run, data='default', include='*', file_filter=locality.lc
 
 
 class TrainIterator:
-    """Iterate over trains (placeholder: the outputs issue builds the bulk-read version)."""
+    """Iterable over the trains of a DataCollection: ``(int train ID, data dict)``.
+
+    Each iteration reads afresh, a batch of trains at a time
+    (:func:`xfeldata._iterate.iterate_trains`).
+    """
     def __init__(self, data, require_all=True, flat_keys=False, keep_dims=False):
         self.data = data
         self.require_all = require_all
@@ -580,6 +616,6 @@ class TrainIterator:
         self.keep_dims = keep_dims
 
     def __iter__(self):
-        for tid in self.data.train_ids:
-            yield self.data.train_from_id(int(tid), flat_keys=self.flat_keys,
-                                          keep_dims=self.keep_dims)
+        from ._iterate import iterate_trains
+        return iterate_trains(self.data, require_all=self.require_all,
+                              flat_keys=self.flat_keys, keep_dims=self.keep_dims)

@@ -365,7 +365,10 @@ class RunFilesMap:
 
         Writes all valid entries (old and new) to the first candidate path
         that can be written; read-only locations are skipped silently.
+        Nothing is done when writing is switched off (:func:`writing_enabled`).
         """
+        if not writing_enabled():
+            return
         changed = False
         for f in files:
             fi = getattr(f, 'index', f)   # FileAccess -> its FileIndex record
@@ -378,7 +381,7 @@ class RunFilesMap:
             self.files_data[filename] = self._entry_for(fi)
             changed = True
 
-        if not changed or not writing_enabled():
+        if not changed:
             return
 
         data = [self.files_data[k] for k in sorted(self.files_data)]

@@ -13,6 +13,7 @@ import re
 import attrs
 import numpy as np
 
+from ._sections import SectionTests
 from . import _tiers
 from .core.records import readonly
 from .core.selection import files_in_use, normalise_key
@@ -23,7 +24,7 @@ __all__ = ['SourceData']
 
 
 @attrs.frozen(eq=False)
-class SourceData:
+class SourceData(SectionTests):
     """Data for one source (EXtra-data's ``SourceData``)."""
     source: str
     section: str
@@ -64,26 +65,6 @@ class SourceData:
     def files(self) -> list:
         from .file_access import FileAccess
         return [FileAccess(fi.path, _cache_info=fi) for fi in self._files]
-
-    @property
-    def is_control(self):
-        return self.section == 'CONTROL'
-
-    @property
-    def is_instrument(self):
-        return self.section == 'INSTRUMENT'
-
-    @property
-    def is_reduction(self):
-        return self.section == 'REDUCTION'
-
-    @property
-    def is_errata(self):
-        return self.section == 'ERRATA'
-
-    @property
-    def is_auxiliary(self):
-        return self.section in ('REDUCTION', 'ERRATA')
 
     @property
     def is_legacy(self):

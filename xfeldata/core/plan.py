@@ -220,6 +220,11 @@ class ReadPlan:
         """Bytes of one output entry (one row of the output)."""
         return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the explain() text, escaped (first 10 steps)."""
+        import html
+        return f"<pre>{html.escape(self.explain(max_steps=10))}</pre>"
+
     def explain(self, max_steps: int | None = None) -> str:
         """Plain text describing the plan; stable, so tests compare it exactly.
 
@@ -367,6 +372,17 @@ def _file_selection(f, sel, inc_suspect_trains):
     return p, sel_ix, n
 
 
+def _check_index_lengths(files):
+    """A whole-key operation needs first/count for every train of each file."""
+    for f in files:
+        if len(f.firsts) != len(f.train_ids) or len(f.counts) != len(f.train_ids):
+            # ValueError, as EXtra-data raises for such a file; ours names it.
+            raise ValueError(
+                f"{f.path}: INDEX has {min(len(f.firsts), len(f.counts))} first/count "
+                f"entries for {len(f.train_ids)} trains; the file's index is "
+                "inconsistent (xfeldata validate reports it)")
+
+
 def counts_for_trains(files, sel_train_ids, inc_suspect_trains=True) -> np.ndarray:
     """Entry count per selected train (0 where no file holds it), aligned to sel_train_ids.
 
@@ -377,6 +393,7 @@ def counts_for_trains(files, sel_train_ids, inc_suspect_trains=True) -> np.ndarr
     >>> counts_for_trains([f], np.array([4, 5, 7], np.uint64)).tolist()
     [0, 2, 3]
     """
+    _check_index_lengths(files)
     req = np.asarray(sel_train_ids, dtype=np.uint64).reshape(-1)
     sel = _sorted_ids(req)
     out = np.zeros(len(sel), dtype=np.uint64)
@@ -491,6 +508,7 @@ def chunk_table(files, sel_train_ids, inc_suspect_trains=True) -> ChunkTable:
     ([0, 4, 5], [0, 4], [3, 1])
     """
     files = tuple(files)
+    _check_index_lengths(files)
     sel = _sorted_ids(sel_train_ids)
     tids_parts, count_parts, pieces, rows = [], [], [], []
     dtypes = (np.int64,) * 5 + (np.uint64,) * 2

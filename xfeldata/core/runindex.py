@@ -1,31 +1,120 @@
 """The index of a run (or any set of files): a pure function of FileIndexes.
 
-:func:`RunIndex.build` derives, with vectorised numpy only, everything opening
-needs: the sorted train IDs, which files hold each source, and the conflict
-check (a (source, train) pair found in two places). A run can have 20,000
-files and 50,000 trains; nothing here loops over trains in Python, and the
-conflict check runs once per *group of files* that hold the same sources (all
-sources of one aggregator share its sequence files), not once per source.
+:func:`RunIndex.build` derives everything opening needs: the sorted train
+IDs, which files hold each source, and the conflict check (a (source, train)
+pair found in two places). A run can have 20,000 files and 50,000 trains, and
+opening a cached run must cost little more than listing its files, so:
+
+- nothing loops over trains in Python;
+- tables per source are built per group of files with the same source lists
+  (all sequence files of an aggregator), not per file;
+- train-ID arrays shared by several records (as decoded from the index cache)
+  are handled once;
+- the conflict check first tries to prove that there is none from each
+  array's first and last train IDs (sorted files with disjoint ranges, the
+  usual case); only if that fails are the groups checked exactly, and
+  :func:`find_conflicts` describes what was found.
 """
 from __future__ import annotations
 
 import functools
+import itertools
 
 import attrs
 import numpy as np
 
-from .records import FileIndex, readonly
+from .records import readonly
 
-__all__ = ['RunIndex', 'find_conflicts', 'union_train_ids']
+__all__ = ['RunIndex', 'any_conflict', 'find_conflicts', 'union_train_ids']
+
+
+class _UsableTrains:
+    """The usable train IDs of some files, each distinct array once.
+
+    Records decoded from the index cache share equal arrays (all files of a
+    sequence hold the same train IDs), so a run of thousands of files has a
+    few hundred distinct arrays: the work below is per distinct array, with a
+    fixed number of numpy calls (each costs microseconds, whatever its size)
+    and plain Python over one number per file.
+    """
+    def __init__(self, files, inc_suspect_trains=True):
+        usable = [f.train_ids if inc_suspect_trains else f.valid_train_ids for f in files]
+        by_id = dict(zip(map(id, usable), usable))
+        number = dict(zip(by_id, range(len(by_id))))
+        #: per file, the number of its array in ``arrays``
+        self.which = list(map(number.__getitem__, map(id, usable)))
+        self.arrays = list(by_id.values())
+        self.lens = list(map(len, self.arrays))
+        self.ends = list(itertools.accumulate(self.lens))
+        self.all = (np.concatenate(self.arrays) if self.arrays
+                    else np.zeros(0, np.uint64)).astype(np.uint64, copy=False)
+
+    def union(self) -> np.ndarray:
+        return readonly(np.unique(self.all))
+
+    def _all_increasing(self) -> bool:
+        big = self.all
+        if len(big) < 2:
+            return True
+        drops = np.flatnonzero(big[1:] <= big[:-1]).tolist()   # i: big[i + 1] <= big[i]
+        if not drops:
+            return True
+        # A drop between two arrays (after the last element of one) is allowed.
+        return set(drops) <= {e - 1 for e in self.ends}
+
+    def may_repeat(self, position_tuples) -> bool:
+        """False if, within each tuple of file positions, no train ID is there twice.
+
+        Proved from first and last train IDs: every array strictly
+        increasing, and in each tuple the files' ranges disjoint and in
+        order (sequence files are). True means "look closer".
+        """
+        if not self._all_increasing():
+            return True
+        tuples = [t for t in position_tuples if len(t) > 1]
+        if not tuples or not self.arrays:
+            return False
+        ends, lens = self.ends, self.lens
+        firsts = self.all[[e - n for e, n in zip(ends, lens) if n]].tolist()
+        lasts = self.all[[e - 1 for e, n in zip(ends, lens) if n]].tolist()
+        rank = list(itertools.accumulate(bool(n) for n in lens))   # 1 + index in firsts
+        which = self.which
+        for t in tuples:
+            prev_last = -1
+            for i in t:
+                k = which[i]
+                if lens[k]:
+                    j = rank[k] - 1
+                    if firsts[j] <= prev_last:
+                        return True
+                    prev_last = lasts[j]
+        return False
 
 
 def union_train_ids(files, inc_suspect_trains=True) -> np.ndarray:
     """Sorted unique train IDs of ``files`` (valid ones only if not including suspects)."""
-    arrays = [f.usable_train_ids(inc_suspect_trains) for f in files]
-    arrays = [a for a in arrays if len(a)]
-    if not arrays:
-        return readonly(np.zeros(0, np.uint64))
-    return readonly(np.unique(np.concatenate(arrays)))
+    return _UsableTrains(files, inc_suspect_trains).union()
+
+
+def any_conflict(files, position_tuples, inc_suspect_trains=True, *, _usable=None) -> bool:
+    """Whether :func:`find_conflicts` would find a conflict, decided quickly.
+
+    ``position_tuples``: the tuples of file positions that hold a source.
+    Usually every file is sorted and the files of a tuple cover disjoint
+    ranges of train IDs, which first/last values prove without sorting; if
+    not, each tuple is checked exactly.
+    """
+    usable = _usable or _UsableTrains(files, inc_suspect_trains)
+    if not usable.may_repeat(position_tuples):
+        return False
+    for ixs in position_tuples:
+        arrays = [usable.arrays[usable.which[i]] for i in ixs]
+        arrays = [a for a in arrays if len(a)]
+        if len(arrays) > 1 or (arrays and len(arrays[0]) > 1):
+            st = np.sort(np.concatenate(arrays))
+            if (st[1:] == st[:-1]).any():
+                return True
+    return False
 
 
 def find_conflicts(files, source_files, inc_suspect_trains=True) -> list:
@@ -99,34 +188,69 @@ class RunIndex:
 
     # -- derived tables (memoised) ------------------------------------------
     @functools.cached_property
+    def _usable(self) -> _UsableTrains:
+        return _UsableTrains(self.files, self.inc_suspect_trains)
+
+    @functools.cached_property
     def train_ids(self) -> np.ndarray:
         """Sorted unique train IDs over all files (per the suspect policy)."""
-        return union_train_ids(self.files, self.inc_suspect_trains)
+        return self._usable.union()
+
+    @functools.cached_property
+    def _source_set_groups(self) -> dict:
+        """(control sources, instrument sources) -> tuple of positions of the files with them.
+
+        The files of one aggregator list the same sources, so a run has about
+        as many groups as aggregators: tables per source are built per group,
+        not per file.
+        """
+        groups = {}
+        for i, f in enumerate(self.files):
+            groups.setdefault((f.control_sources, f.instrument_sources), []).append(i)
+        return {k: tuple(v) for k, v in groups.items()}
 
     @functools.cached_property
     def source_files(self) -> dict:
         """source -> tuple of file positions holding it (control and instrument)."""
         out = {}
-        for i, f in enumerate(self.files):
-            for s in f.control_sources:
-                out.setdefault(s, []).append(i)
-            for s in f.instrument_sources:
-                out.setdefault(s, []).append(i)
-        return {s: tuple(v) for s, v in out.items()}
+        for (ctrl, inst), ixs in self._source_set_groups.items():
+            for names in (ctrl, inst):
+                for s in names:
+                    known = out.get(s)
+                    out[s] = ixs if known is None else tuple(sorted(known + ixs))
+        return out
+
+    def _position_tuples(self, legacy) -> list:
+        """Tuples of file positions covering those of every non-legacy source.
+
+        Each group's tuple, plus the tuple of every source found in several
+        groups: a source's tuple contains the tuple of each group holding it,
+        so a train ID found twice in one of these is found twice for a source.
+        """
+        groups = self._source_set_groups
+        tuples = [ixs for (c, i), ixs in groups.items()
+                  if (c or i) and not (legacy and (c | i) <= legacy.keys())]
+        if sum(len(c) + len(i) for c, i in groups) > len(self.source_files):
+            # Some source is in several groups (or in both sections).
+            group_tuples = {id(t) for t in groups.values()}
+            tuples += [t for s, t in self.source_files.items()
+                       if id(t) not in group_tuples and s not in legacy]
+        return tuples
 
     @functools.cached_property
     def control_sources(self) -> frozenset:
-        return frozenset().union(*(f.control_sources for f in self.files))
+        return frozenset().union(*{c for c, _ in self._source_set_groups})
 
     @functools.cached_property
     def instrument_sources(self) -> frozenset:
-        return frozenset().union(*(f.instrument_sources for f in self.files))
+        return frozenset().union(*{i for _, i in self._source_set_groups})
 
     @functools.cached_property
     def legacy_sources(self) -> dict:
         out = {}
         for f in self.files:
-            out.update(f.legacy_pairs)
+            if f.legacy_pairs:
+                out.update(f.legacy_pairs)
         return out
 
     def check_conflicts(self):
@@ -134,6 +258,11 @@ class RunIndex:
         # Legacy names are soft links to their canonical source: checking the
         # canonical name covers them.
         legacy = self.legacy_sources
+        # Nearly every run has no conflict, which any_conflict proves cheaply;
+        # find_conflicts then describes the ones there are.
+        if not any_conflict(self.files, self._position_tuples(legacy),
+                            self.inc_suspect_trains, _usable=self._usable):
+            return
         srcs = {s: ix for s, ix in self.source_files.items() if s not in legacy}
         conflicts = find_conflicts(self.files, srcs, self.inc_suspect_trains)
         if conflicts:

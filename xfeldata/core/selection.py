@@ -41,6 +41,8 @@ class Selection:
     digest: str = attrs.field(default='', repr=False)
     #: digest of sources and files only, reused when only the trains change
     _shape_digest: str = attrs.field(default='', repr=False)
+    #: the selected source names, computed once (asked for on every lookup)
+    _names: frozenset = attrs.field(default=None, repr=False)
 
     @classmethod
     def build(cls, train_ids, sources: Mapping, files: Mapping = None) -> 'Selection':
@@ -51,7 +53,8 @@ class Selection:
                              if s in sources))
         shape = digest_of(tuple((s, None if k is None else tuple(sorted(k)))
                                 for s, k in items), restr)
-        return cls(tids, items, restr, digest_of(tids, shape), shape)
+        return cls(tids, items, restr, digest_of(tids, shape), shape,
+                   frozenset(s for s, _ in items))
 
     def __eq__(self, other):
         if not isinstance(other, Selection):
@@ -65,21 +68,47 @@ class Selection:
     def source_map(self) -> dict:
         return dict(self.sources)
 
+    def keys_of(self, source):
+        """The selected keys of one source (None = all); KeyError if not selected."""
+        for s, k in self.sources if len(self.sources) < 8 else ():
+            if s == source:
+                return k
+        if len(self.sources) < 8:
+            raise KeyError(source)
+        i = _bisect_sources(self.sources, source)
+        if i < len(self.sources) and self.sources[i][0] == source:
+            return self.sources[i][1]
+        raise KeyError(source)
+
     @property
     def file_map(self) -> dict:
         return dict(self.files)
 
     @property
     def source_names(self) -> frozenset:
-        return frozenset(s for s, _ in self.sources)
+        if self._names is None:  # made by the constructor, not build()
+            return frozenset(s for s, _ in self.sources)
+        return self._names
 
     def with_trains(self, train_ids) -> 'Selection':
         tids = readonly(train_ids, np.uint64)
         return Selection(tids, self.sources, self.files,
-                         digest_of(tids, self._shape_digest), self._shape_digest)
+                         digest_of(tids, self._shape_digest), self._shape_digest,
+                         self._names)
 
     def with_sources(self, sources: Mapping) -> 'Selection':
         return Selection.build(self.train_ids, sources, self.file_map)
+
+
+def _bisect_sources(items, source):
+    lo, hi = 0, len(items)
+    while lo < hi:  # items are sorted by source name
+        mid = (lo + hi) // 2
+        if items[mid][0] < source:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 @attrs.frozen
@@ -148,7 +177,6 @@ def _current_keys(sel_keys, source, cat: Catalogue) -> frozenset:
 
 def _resolve_pairs(current: Mapping, cat: Catalogue, pairs) -> dict:
     """source -> keys (None = current selection unchanged) matched by the pairs."""
-    from ..exceptions import PropertyNameError  # noqa: F401 (documented errors)
     out = {}
     for src_glob, key_glob in pairs:
         src_re = _glob_re(src_glob)
@@ -273,11 +301,17 @@ def files_in_use(files, restriction, sel_train_ids, inc_suspect_trains=True,
     if restriction is not None:
         allowed = set(restriction)
         files = tuple(f for f in files if f.path in allowed)
+    # One membership test over all the files' trains (not one per file):
+    # this runs on every run[source] lookup.
+    parts = [f.train_ids if inc_suspect_trains else f.train_ids[f.valid] for f in files]
+    lengths = np.array([len(p) for p in parts], dtype=np.int64)
     used = []
-    for f in files:
-        tids = f.train_ids if inc_suspect_trains else f.train_ids[f.valid]
-        if len(tids) and np.isin(tids, sel_train_ids).any():
-            used.append(f)
+    if lengths.sum():
+        hit = np.isin(np.concatenate(parts), sel_train_ids)
+        cum = np.concatenate([[0], np.cumsum(hit)])
+        ends = np.cumsum(lengths)
+        n_hits = cum[ends] - cum[ends - lengths]
+        used = [f for f, n in zip(files, n_hits) if n]
     if not used and files and fallback:
         used = [files[0]]
     return tuple(used)
