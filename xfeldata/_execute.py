@@ -113,7 +113,8 @@ def _read_into(dsid, space, dest):
     dsid.read(h5py.h5s.create_simple(dest.shape), space, dest)
 
 
-def execute(plan: ReadPlan, out=None, **block_options) -> np.ndarray:
+def execute(plan: ReadPlan, out=None, *, decode_strings=True,
+            **block_options) -> np.ndarray:
     """Read everything ``plan`` describes into one array (``out`` if given).
 
     Parameters
@@ -121,6 +122,9 @@ def execute(plan: ReadPlan, out=None, **block_options) -> np.ndarray:
     plan : ReadPlan
     out : numpy.ndarray, optional
         Must have exactly ``plan.shape``; its dtype may differ (HDF5 converts).
+    decode_strings : bool
+        Variable-length strings as ``str`` (default) or as the ``bytes`` h5py
+        reads (train dicts keep bytes, as EXtra-data's do).
     **block_options
         ``max_gap_bytes``, ``max_scratch_bytes``, ``max_hyperslabs`` for
         :func:`~xfeldata.core.plan.read_blocks`: they change how many read
@@ -176,7 +180,7 @@ def execute(plan: ReadPlan, out=None, **block_options) -> np.ndarray:
             raise FileStructureError(
                 f"cannot read {block.dataset} rows {block.src_start}:{block.src_stop}: {e}",
                 block.path) from None
-    if strings:
+    if strings and decode_strings:
         _decode_strings(out)
     return out
 

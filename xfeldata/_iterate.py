@@ -127,18 +127,25 @@ def train_table(files, train_ids, inc_suspect_trains=True) -> TrainTable:
     count = np.zeros(len(tids), dtype=np.int64)
     for i, f in enumerate(files):
         m = min(len(f.train_ids), len(f.firsts), len(f.counts))
-        ftids = np.asarray(f.train_ids[:m], dtype=np.uint64)
-        pos = _plan.selected_positions(ftids, np.asarray(f.valid[:m], bool), tids,
+        ftids = np.asarray(f.train_ids, dtype=np.uint64)
+        pos = _plan.selected_positions(ftids, np.asarray(f.valid, bool), tids,
                                        inc_suspect_trains)
         if not len(pos):
             continue
+        if pos[-1] >= m:
+            # A selected train past the end of a short INDEX: IndexError, as
+            # EXtra-data's per-train access raises; the message says why.
+            raise IndexError(
+                f"{f.path}: INDEX has {m} first/count entries, but train "
+                f"{int(ftids[pos[-1]])} is at position {int(pos[-1])}; the file's index "
+                "is inconsistent (xfeldata validate reports it)")
         ix, k = np.unique(np.searchsorted(tids, ftids[pos]), return_index=True)
         pos = pos[k]
         new = file[ix] < 0
         ix, pos = ix[new], pos[new]
         file[ix] = i
-        first[ix] = np.asarray(f.firsts[:m])[pos]
-        count[ix] = np.asarray(f.counts[:m])[pos]
+        first[ix] = np.asarray(f.firsts)[pos]
+        count[ix] = np.asarray(f.counts)[pos]
     return TrainTable(tuple(f.path for f in files), file, first, count)
 
 
@@ -339,15 +346,6 @@ def layout_of_key(kd) -> TrainLayout:
 
 # -- effects: reading a batch -------------------------------------------------------------------
 
-def _encode_strings(arr):
-    """Object arrays of str (as ``execute`` decodes them) back to bytes, in place."""
-    flat = arr.reshape(-1)
-    for i, v in enumerate(flat):
-        if isinstance(v, str):
-            flat[i] = v.encode('utf-8', 'surrogateescape')
-    return arr
-
-
 def _read_key(group, key, rows: RowMap, as_bytes):
     eshape = key.entry_shape
     steps = tuple(_plan.ReadStep(p, key.dataset, a, b, d, d + (b - a))
@@ -355,11 +353,8 @@ def _read_key(group, key, rows: RowMap, as_bytes):
                                         rows.dst_start))
     plan = _plan.ReadPlan(key.dtype, (rows.n_rows,) + eshape, steps,
                           label=f"{group.source} {key.name}")
-    data = _execute.execute(plan)
-    if as_bytes and data.dtype.hasobject:
-        # Train dicts hold what one HDF5 entry reads as: bytes, not str.
-        _encode_strings(data)
-    return data
+    # Train dicts hold what one HDF5 entry reads as: bytes, not str.
+    return _execute.execute(plan, decode_strings=not as_bytes)
 
 
 def read_batch(layout: TrainLayout, tables, a=0, b=None, as_bytes=True) -> list:
