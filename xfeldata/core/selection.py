@@ -38,9 +38,11 @@ class Selection:
     train_ids: np.ndarray = attrs.field(repr=lambda a: f"<{len(a)} trains>")
     sources: tuple = attrs.field(repr=lambda s: f"<{len(s)} sources>")
     files: tuple = attrs.field(default=(), repr=False)
-    digest: str = attrs.field(default='', repr=False)
+    #: digests are computed on first use (equality, hashing), not when a
+    #: selection is made: opening a run and selecting trains never need them.
+    _digest: str = attrs.field(default=None, repr=False)
     #: digest of sources and files only, reused when only the trains change
-    _shape_digest: str = attrs.field(default='', repr=False)
+    _shape_digest: str = attrs.field(default=None, repr=False)
     #: the selected source names, computed once (asked for on every lookup)
     _names: frozenset = attrs.field(default=None, repr=False)
 
@@ -51,10 +53,19 @@ class Selection:
             (s, None if k is None else frozenset(k)) for s, k in sources.items()))
         restr = tuple(sorted((s, tuple(sorted(p))) for s, p in (files or {}).items()
                              if s in sources))
-        shape = digest_of(tuple((s, None if k is None else tuple(sorted(k)))
-                                for s, k in items), restr)
-        return cls(tids, items, restr, digest_of(tids, shape), shape,
-                   frozenset(s for s, _ in items))
+        return cls(tids, items, restr, None, None, frozenset(s for s, _ in items))
+
+    @property
+    def digest(self) -> str:
+        """A digest of trains, sources, keys and file restrictions (for eq/hash)."""
+        if self._digest is None:
+            if self._shape_digest is None:
+                shape = digest_of(tuple((s, None if k is None else tuple(sorted(k)))
+                                        for s, k in self.sources), self.files)
+                # Memo on a frozen record: set once, never changes the value.
+                object.__setattr__(self, '_shape_digest', shape)
+            object.__setattr__(self, '_digest', digest_of(self.train_ids, self._shape_digest))
+        return self._digest
 
     def __eq__(self, other):
         if not isinstance(other, Selection):
@@ -92,8 +103,7 @@ class Selection:
 
     def with_trains(self, train_ids) -> 'Selection':
         tids = readonly(train_ids, np.uint64)
-        return Selection(tids, self.sources, self.files,
-                         digest_of(tids, self._shape_digest), self._shape_digest,
+        return Selection(tids, self.sources, self.files, None, self._shape_digest,
                          self._names)
 
     def with_sources(self, sources: Mapping) -> 'Selection':
