@@ -34,13 +34,8 @@ def make_file(path, tids):
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv('XFELDATA_CACHE', str(tmp_path / 'cache'))
-    _tiers.MEMO.clear()
-    index_cache.forget_runs()
-    yield
-    _tiers.MEMO.clear()
-    index_cache.forget_runs()
+def _isolated(isolated_cache):
+    """Every test here starts with an empty per-test cache and memo (tests/conftest.py)."""
 
 
 @pytest.fixture

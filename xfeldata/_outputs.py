@@ -22,6 +22,7 @@ from itertools import chain
 import attrs
 import numpy as np
 
+from .core.selection import strip_value
 from .core.plan import ReadPlan, ReadStep
 
 __all__ = ['keydata_xarray', 'keydata_series', 'keydata_dask', 'dask_from_plan',
@@ -33,23 +34,6 @@ DEFAULT_DASK_CHUNK_BYTES = 128 << 20
 
 
 # -- names ---------------------------------------------------------------------------------
-
-def strip_value(key: str, section: str) -> str:
-    """A key as output names show it: control keys without their ``.value`` suffix.
-
-    Examples
-    --------
-    >>> strip_value('beamPosition.ixPos.value', 'CONTROL')
-    'beamPosition.ixPos'
-    >>> strip_value('beamPosition.ixPos.timestamp', 'CONTROL')
-    'beamPosition.ixPos.timestamp'
-    >>> strip_value('data.image.value', 'INSTRUMENT')
-    'data.image.value'
-    """
-    if section == 'CONTROL' and key.endswith('.value'):
-        return key[:-6]
-    return key
-
 
 def _units(kd):
     # Units are only a label: a problem reading them must not lose the data.

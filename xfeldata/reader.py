@@ -184,19 +184,11 @@ class DataCollection:
 
     def _source_files(self, source, fallback=True) -> tuple:
         """FileIndex records this selection reads ``source`` from."""
-        files = self._index.files_for_source(source)
         restriction = self._selection.file_map.get(source) if self._selection.files else None
-        if restriction is None and self._has_all_trains():
-            # Every train of the run is selected: each file with a usable
-            # train is used (the common case of run[source], kept cheap).
-            used = tuple(f for f in files if (f.valid.any() if not self.inc_suspect_trains
-                                              else len(f.train_ids)))
-            if used or not fallback:
-                return used
-        return _sel.files_in_use(files,
-                                 self._selection.file_map.get(source),
+        return _sel.files_in_use(self._index.files_for_source(source), restriction,
                                  self._selection.train_ids, self.inc_suspect_trains,
-                                 fallback)
+                                 fallback, all_trains=restriction is None
+                                 and self._has_all_trains())
 
     def _has_all_trains(self) -> bool:
         mine, run = self._selection.train_ids, self._index.train_ids

@@ -18,7 +18,7 @@ import numpy as np
 from .records import digest_of, readonly
 
 __all__ = ['Selection', 'Catalogue', 'normalise_key', 'select', 'deselect',
-           'selection_pairs', 'union', 'files_in_use', 'require_trains']
+           'selection_pairs', 'union', 'files_in_use', 'require_trains', 'strip_value']
 
 ALL = None  # marker: every key of the source
 
@@ -145,6 +145,23 @@ def normalise_key(section: str, key: str) -> str:
     """
     if section == 'CONTROL' and not (key.endswith('.value') or key.endswith('.timestamp')):
         return key + '.value'
+    return key
+
+
+def strip_value(key: str, section: str) -> str:
+    """A key as output names show it: control keys without their ``.value`` suffix.
+
+    Examples
+    --------
+    >>> strip_value('beamPosition.ixPos.value', 'CONTROL')
+    'beamPosition.ixPos'
+    >>> strip_value('beamPosition.ixPos.timestamp', 'CONTROL')
+    'beamPosition.ixPos.timestamp'
+    >>> strip_value('data.image.value', 'INSTRUMENT')
+    'data.image.value'
+    """
+    if section == 'CONTROL' and key.endswith('.value'):
+        return key[:-6]
     return key
 
 
@@ -298,7 +315,7 @@ def deselect(sel: Selection, cat: Catalogue, seln, key_glob='*') -> Selection:
 
 
 def files_in_use(files, restriction, sel_train_ids, inc_suspect_trains=True,
-                 fallback=True) -> tuple:
+                 fallback=True, all_trains=False) -> tuple:
     """The files a source's data come from under a selection.
 
     ``files`` are the FileIndex records holding the source (run order);
@@ -306,11 +323,17 @@ def files_in_use(files, restriction, sel_train_ids, inc_suspect_trains=True,
     None). Of those, the files holding at least one selected train (valid,
     unless suspect trains are included) are used; if none does, the first
     one is kept (unless ``fallback`` is False), so keys, dtypes and entry
-    shapes still answer for an empty selection.
+    shapes still answer for an empty selection. ``all_trains=True`` says the
+    selection holds every train of the run (the common ``run[source]``): then
+    each file with a usable train is used, without a membership test.
     """
     if restriction is not None:
         allowed = set(restriction)
         files = tuple(f for f in files if f.path in allowed)
+    if all_trains:
+        used = tuple(f for f in files if (len(f.train_ids) if inc_suspect_trains
+                                          else f.valid.any()))
+        return used if (used or not fallback or not files) else (files[0],)
     # One membership test over all the files' trains (not one per file):
     # this runs on every run[source] lookup.
     parts = [f.train_ids if inc_suspect_trains else f.train_ids[f.valid] for f in files]
