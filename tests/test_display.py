@@ -201,3 +201,53 @@ def test_format_duration():
     assert format_duration(np.array([10000, 10000 + 36000 * 2 + 599], np.uint64)) == \
         '2:01:00.0'
     assert format_duration([1, 2 ** 63]).startswith('(too long')
+
+
+# -- plot_missing_data -------------------------------------------------------------
+
+def test_missing_data_rows(run):
+    from xfeldata._plot import missing_data_rows
+    rows = missing_data_rows(run)
+    # Cameras: trains 3 and 4 empty (4 of 6 saved); the XGM output misses train 2.
+    assert [(r.label, r.n_missing, r.ranges) for r in rows] == [
+        (f'SPB_IRU_CAM/CAM/SIDEMIC{i}:daqOutput', 2, ((3, 2),)) for i in (1, 2, 3)
+    ] + [('SA1_XTD2_XGM/DOOCS/MAIN:output', 1, ((2, 1),))]
+    assert rows[0].saved_pct == pytest.approx(400 / 6)
+    assert missing_data_rows(run, min_saved_pct=70) == rows[:3]
+    # Aliases label their source; index groups get their own rows.
+    aliased = run.with_aliases({'cam1': 'SPB_IRU_CAM/CAM/SIDEMIC1:daqOutput'})
+    rows = missing_data_rows(aliased, min_saved_pct=70, expand_instrument=True)
+    assert [r.label for r in rows] == [
+        'SPB_IRU_CAM/CAM/SIDEMIC2:daqOutput [data]', 'SPB_IRU_CAM/CAM/SIDEMIC3:daqOutput [data]',
+        'cam1 [data]']
+
+
+def test_plot_missing_data(run):
+    pytest.importorskip('matplotlib')
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    ax = run.plot_missing_data()
+    try:
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert labels[0] == 'SPB_IRU_CAM/CAM/SIDEMIC1:daqOutput (66.7%)'
+        assert len(labels) == 4
+        bars = [c for c in ax.collections]
+        assert len(bars) == 4
+        meta = run.run_metadata()
+        assert ax.get_title() == (f"p{meta['proposalNumber']:06d}, r0007: "
+                                  "4 source(s) with <= 95% of trains saved")
+    finally:
+        plt.close('all')
+
+
+def test_missing_ranges_law():
+    from xfeldata._plot import missing_ranges
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        present = rng.random(rng.integers(0, 30)) < 0.6
+        rebuilt = np.ones(len(present), bool)
+        for start, length in missing_ranges(present):
+            assert length > 0 and rebuilt[start:start + length].all()
+            rebuilt[start:start + length] = False
+        assert (rebuilt == present).all()

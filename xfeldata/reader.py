@@ -480,6 +480,14 @@ class DataCollection:
         from .display import format_train_info
         print(format_train_info(self, train_id))
 
+    def plot_missing_data(self, min_saved_pct=95, expand_instrument=False):
+        """Plot the trains missing for sources with at most ``min_saved_pct``% saved.
+
+        Returns a matplotlib ``Axes`` (the ``plot`` extra); see :mod:`xfeldata._plot`.
+        """
+        from ._plot import plot_missing_data
+        return plot_missing_data(self, min_saved_pct, expand_instrument)
+
 
 def selection_argument(seln):
     """``select``/``deselect`` argument with data objects turned into dict form.
