@@ -64,6 +64,71 @@ def test_stale_cache_is_ignored(spec):
     assert fi.mtime == os.stat(f0).st_mtime
 
 
+
+# -- two processes opening one run at once --------------------------------------------
+
+def _open_in_child(run_dir, cache_dir, start_at):
+    """Child process: open the run at ``start_at`` (wall clock), read its counts, save."""
+    import time
+    os.environ['XFELDATA_CACHE'] = cache_dir
+    from xfeldata import index_cache
+    time.sleep(max(0.0, start_at - time.time()))
+    dc = xfeldata.RunDirectory(run_dir)
+    for src in sorted(dc.all_sources):
+        dc[src].data_counts(labelled=False)
+    index_cache.save_dirty()
+    return len(dc.train_ids)
+
+
+_POOL = []
+
+
+def _pool():
+    """Two spawned worker processes, started once for all examples."""
+    if not _POOL:
+        import atexit
+        import multiprocessing as mp
+        _POOL.append(mp.get_context('spawn').Pool(2))
+        atexit.register(_POOL[0].terminate)
+    return _POOL[0]
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=xst.run_specs(aux=False))
+def test_two_processes_opening_at_once_leave_a_valid_cache(spec):
+    import time
+
+    import pytest
+
+    from xfeldata import _scan, index_cache
+    m = xst.write_example(_DIR, spec)
+    cache_dir = tempfile.mkdtemp(prefix='xfeldata-two-procs-')
+    start_at = time.time() + 0.2
+    results = [_pool().apply_async(_open_in_child, (m.directory, cache_dir, start_at))
+               for _ in range(2)]
+    assert [r.get(60) for r in results] == [len(m.train_ids)] * 2
+    old = os.environ.get('XFELDATA_CACHE')
+    os.environ['XFELDATA_CACHE'] = cache_dir
+    try:
+        _tiers.MEMO.clear()
+        index_cache.forget_runs()
+        path = index_cache.cache_path(m.directory)
+        assert index_cache._parse_cache(path.read_bytes()) is not None
+        # Opening again scans nothing: every file's tier 0 is in the cache.
+        with pytest.MonkeyPatch.context() as mp_:
+            def refuse(*args, **kwargs):
+                raise AssertionError('a file was scanned although the cache holds it')
+            mp_.setattr(_scan, 'scan_file_index', refuse)
+            dc = xfeldata.RunDirectory(m.directory)
+        _check(dc, m, True)
+    finally:
+        _tiers.MEMO.clear()
+        index_cache.forget_runs()
+        if old is None:
+            del os.environ['XFELDATA_CACHE']
+        else:
+            os.environ['XFELDATA_CACHE'] = old
+
 # -- the run index: fast derived tables equal their plain definitions ---------------
 #
 # RunIndex groups files by their source sets, works on distinct train-ID arrays
