@@ -251,7 +251,7 @@ class DataCollection:
         keep, messages = _sel.require_trains(len(tids), has_data, all_, frac)
         for m in messages:
             warnings.warn(m, stacklevel=4)
-        return self._evolve(selection=self._selection.with_trains(tids[keep]))
+        return self._with_trains(tids[keep])
 
     def deselect(self, seln_or_source_glob, key_glob='*'):
         seln = self._seln_arg(seln_or_source_glob)
@@ -260,12 +260,38 @@ class DataCollection:
 
     def select_trains(self, train_range):
         tids = select_train_ids(self._selection.train_ids, train_range, stacklevel=3)
-        return self._evolve(selection=self._selection.with_trains(tids))
+        return self._with_trains(tids)
 
     def split_trains(self, parts=None, trains_per_part=None):
         tids = self._selection.train_ids
         for s in _split_slices(len(tids), parts, trains_per_part):
-            yield self._evolve(selection=self._selection.with_trains(tids[s]))
+            yield self._with_trains(tids[s])
+
+    def _with_trains(self, tids):
+        """This collection with other trains; file restrictions narrowed to match.
+
+        A source restricted by a union keeps, of its files, those holding a
+        newly selected train (or its first file, as an unrestricted source
+        would): a later union then adds what this selection reads, as
+        EXtra-data's per-source file lists do.
+        """
+        sel = self._selection
+        if not sel.files:
+            return self._evolve(selection=sel.with_trains(tids))
+        inc, restr = self.inc_suspect_trains, {}
+        for src, paths in sel.files:
+            files = self._index.files_for_source(src)
+            kept = {f.path for f in _sel.files_in_use(files, paths, tids, inc)}
+            if kept != {f.path for f in _sel.files_in_use(files, None, tids, inc)}:
+                restr[src] = kept
+        return self._evolve(selection=_sel.Selection.build(tids, sel.source_map, restr))
+
+    def _used_files(self, src) -> set:
+        """Paths ``src`` contributes to a union: its restriction, or the files in use."""
+        restriction = self._selection.file_map.get(src) if self._selection.files else None
+        if restriction is not None:
+            return set(restriction)
+        return {f.path for f in self._source_files(src)}
 
     def union(self, *others):
         dcs = (self,) + others
@@ -278,13 +304,12 @@ class DataCollection:
         files.sort(key=lambda fi: fi.path)  # union is commutative
         inc = all(dc.inc_suspect_trains for dc in dcs)
         index = RunIndex.build(files, inc)
-        # Files kept only so that an empty selection can answer keys and
-        # dtypes hold no selected data: they do not count as used.
-        used = [{src: {f.path for f in dc._source_files(src, fallback=False)}
-                 for src in dc._selection.source_names} for dc in dcs]
-        all_files = {src: [f.path for f in index.files_for_source(src)]
-                     for src in set().union(*(u.keys() for u in used))}
-        new_sel = _sel.union([dc._selection for dc in dcs], used, all_files)
+        # Each part contributes, per source, the files it reads (for a source
+        # with no selected train: its first file, as EXtra-data keeps it), or
+        # the restriction a former union recorded, whole: so the grouping of
+        # a union of several parts never changes the result.
+        used = [{src: dc._used_files(src) for src in dc._selection.source_names} for dc in dcs]
+        new_sel = _sel.union([dc._selection for dc in dcs], used)
         # Keep a restriction only where it changes something, so equal data
         # compare equal (e.g. dc.union() == dc).
         restr = {src: paths for src, paths in new_sel.file_map.items()

@@ -350,13 +350,12 @@ def files_in_use(files, restriction, sel_train_ids, inc_suspect_trains=True,
     return tuple(used)
 
 
-def union(selections: Iterable[Selection], used_files: Iterable[Mapping] = None,
-          all_files: Mapping = None) -> Selection:
+def union(selections: Iterable[Selection], used_files: Iterable[Mapping] = None) -> Selection:
     """Union of sources (None keys win) and of train IDs.
 
     ``used_files`` gives, per selection, source -> paths its data came from;
-    each source of the result keeps the union of those (and no restriction
-    where that is every file holding it, per ``all_files``).
+    each source of the result is restricted to the union of those (the face
+    drops a restriction where it equals what the source would read anyway).
     """
     sels = list(selections)
     sources = {}
@@ -377,9 +376,6 @@ def union(selections: Iterable[Selection], used_files: Iterable[Mapping] = None,
         # An empty set (no part had data of the source) records nothing: the
         # source then reads as if unrestricted, as an empty part would.
         restr = {src: p for src, p in restr.items() if p}
-        if all_files is not None:
-            restr = {src: p for src, p in restr.items()
-                     if set(all_files.get(src, ())) - p}
     return Selection.build(tids, sources, restr)
 
 
