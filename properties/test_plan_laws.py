@@ -214,3 +214,35 @@ def test_split_parts_concatenate_to_the_whole(runs, which, inc, sel, per_part):
     parts = [p.ndarray() for p in kd.split_trains(trains_per_part=per_part)]
     joined = np.concatenate(parts) if parts else whole[:0]
     assert joined.tolist() == whole.tolist()
+
+
+# -- partition (pure: no files) -----------------------------------------------------------
+
+@st.composite
+def _plans(draw):
+    from xfeldata.core.plan import ReadPlan, ReadStep
+    entry = tuple(draw(st.lists(st.integers(1, 4), max_size=2)))
+    steps, dst = [], 0
+    for i in range(draw(st.integers(0, 8))):
+        a = draw(st.integers(0, 50))
+        n = draw(st.integers(1, 20))
+        steps.append(ReadStep(f'/r/f{i % 3}.h5', '/d', a, a + n, dst, dst + n, 1, 2, 2))
+        dst += n
+    return ReadPlan(np.dtype(draw(st.sampled_from(['u1', 'f4', 'f8']))), (dst,) + entry,
+                    tuple(steps))
+
+
+@given(plan=_plans(), max_bytes=st.integers(1, 2000))
+def test_partition_pieces_concatenate_to_the_plan(plan, max_bytes):
+    from xfeldata.core.plan import partition
+    pieces = partition(plan, max_bytes)
+    # Every piece is within the budget (or one row), its rows tile 0:n from 0.
+    for p in pieces:
+        assert p.nbytes <= max(max_bytes, plan.entry_nbytes)
+        assert p.shape[1:] == plan.shape[1:] and p.dtype == plan.dtype
+        assert [s.dst_start for s in p.steps] == [0] + [s.dst_stop for s in p.steps][:-1]
+        assert p.steps[-1].dst_stop == p.shape[0]
+    # The pieces read the plan's source rows, in the plan's order.
+    rows = [(s.path, r) for p in pieces for s in p.steps for r in range(s.src_start, s.src_stop)]
+    assert rows == [(s.path, r) for s in plan.steps for r in range(s.src_start, s.src_stop)]
+    assert sum(p.shape[0] for p in pieces) == plan.shape[0]

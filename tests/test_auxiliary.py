@@ -190,7 +190,7 @@ CORPUS = CORPUS.resolve()
 
 def _corpus_opens():
     if not (CORPUS / 'corpus_helpers.py').is_file():
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason='corpus absent'))]
+        return [pytest.param(None, None, None, marks=pytest.mark.skip(reason='corpus absent'))]
     out = []
     for exp in sorted(CORPUS.glob('*/expected.json')):
         data = json.loads(exp.read_text())

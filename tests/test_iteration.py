@@ -401,7 +401,7 @@ SMALL_ENTRY = 1 << 16     # golden values are compared for keys this small per e
 
 def _corpus_opens():
     if not HAVE_CORPUS:
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason='corpus absent'))]
+        return [pytest.param(None, None, None, marks=pytest.mark.skip(reason='corpus absent'))]
     out = []
     for exp_path in sorted(CORPUS.glob('*/expected.json')):
         exp = json.loads(exp_path.read_text())

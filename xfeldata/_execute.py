@@ -20,9 +20,12 @@ data goes through h5py's high-level reader and is decoded to ``str``.
 """
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 
+from . import _direct
 from .core.plan import ReadPlan, read_blocks, roi_from_key
 from .exceptions import FileStructureError
 
@@ -113,7 +116,15 @@ def _read_into(dsid, space, dest):
     dsid.read(h5py.h5s.create_simple(dest.shape), space, dest)
 
 
-def execute(plan: ReadPlan, out=None, *, decode_strings=True,
+def _read_path(read_path) -> str:
+    choice = read_path if read_path is not None else (
+        os.environ.get('XFELDATA_READ_PATH', '').strip().lower() or 'auto')
+    if choice not in _direct.READ_PATHS:
+        raise ValueError(f"read_path must be one of {_direct.READ_PATHS}, got {choice!r}")
+    return choice
+
+
+def execute(plan: ReadPlan, out=None, *, decode_strings=True, read_path=None,
             **block_options) -> np.ndarray:
     """Read everything ``plan`` describes into one array (``out`` if given).
 
@@ -125,6 +136,13 @@ def execute(plan: ReadPlan, out=None, *, decode_strings=True,
     decode_strings : bool
         Variable-length strings as ``str`` (default) or as the ``bytes`` h5py
         reads (train dicts keep bytes, as EXtra-data's do).
+    read_path : {'auto', 'direct', 'h5py'}, optional
+        ``'auto'`` reads compressed chunked datasets through the direct-chunk
+        path (:mod:`xfeldata._direct`: decoding in threads, outside HDF5's
+        lock) where it gives exactly h5py's result, and the rest with h5py;
+        ``'h5py'`` reads everything with h5py; ``'direct'`` is ``'auto'`` but
+        raises ValueError for a dataset the direct path cannot read. Default:
+        the ``XFELDATA_READ_PATH`` environment variable, else ``'auto'``.
     **block_options
         ``max_gap_bytes``, ``max_scratch_bytes``, ``max_hyperslabs`` for
         :func:`~xfeldata.core.plan.read_blocks`: they change how many read
@@ -164,8 +182,29 @@ def execute(plan: ReadPlan, out=None, *, decode_strings=True,
     roi = roi_from_key(plan.roi) if plan.roi else ()
     from ._tiers import h5file
     strings = plan.dtype.hasobject or out.dtype.hasobject
+    path = _read_path(read_path)
     steps = plan.steps
     handles = {}    # one lookup (and stat) per file, not per read
+    dsids = {}      # one open per dataset, shared by both paths
+
+    def dataset(p, name):
+        d = dsids.get((p, name))
+        if d is None:
+            f = handles.get(p)
+            if f is None:
+                f = handles[p] = h5file(p)
+            d = dsids[(p, name)] = _dataset(f, p, name)
+        return d
+
+    if path != 'h5py' and not strings:
+        if roi and path == 'direct':
+            raise ValueError("read_path='direct' reads whole entries: use 'auto' with a roi")
+        if not roi:
+            left = _direct.read_groups(_direct.group_steps(steps, dataset), out, roi,
+                                       force=path == 'direct')
+            if len(left) != len({(s.path, s.dataset) for s in steps}):
+                steps = tuple(sorted((s for _, (_, part) in left for s in part),
+                                     key=lambda s: s.dst_start))
     for block in read_blocks(steps, plan.entry_nbytes, **block_options):
         f = handles.get(block.path)
         if f is None:
@@ -175,7 +214,7 @@ def execute(plan: ReadPlan, out=None, *, decode_strings=True,
             if strings:
                 _read_high_level(f, block, part, roi, out)
             else:
-                _read_block(f, block, part, roi, out)
+                _read_block(dataset(block.path, block.dataset), block, part, roi, out)
         except _READ_ERRORS as e:
             raise FileStructureError(
                 f"cannot read {block.dataset} rows {block.src_start}:{block.src_stop}: {e}",
@@ -197,8 +236,7 @@ def _check_length(dsid_or_ds, block, part, path):
             "(xfeldata validate reports it)")
 
 
-def _read_block(f, block, part, roi, out):
-    dsid = _dataset(f, block.path, block.dataset)
+def _read_block(dsid, block, part, roi, out):
     _check_length(dsid, block, part, block.path)
     inner = dsid.shape[1:]
     slab = _hyperslab_roi(roi, inner) if roi else ((0,) * len(inner), inner, (1,) * len(inner))

@@ -23,7 +23,7 @@ import attrs
 import numpy as np
 
 from .core.selection import strip_value
-from .core.plan import ReadPlan, ReadStep
+from .core.plan import ReadPlan, ReadStep, partition
 
 __all__ = ['keydata_xarray', 'keydata_series', 'keydata_dask', 'dask_from_plan',
            'partition_plan', 'dataframe', 'virtual_dataset', 'roi_axes', 'fill_gaps',
@@ -304,6 +304,10 @@ def _join_index(coords):
 
 # -- dask ----------------------------------------------------------------------------------
 
+#: Largest number of tasks a dask array is cut into (chunks grow beyond the setting instead).
+MAX_DASK_TASKS = 10_000
+
+
 def require_dask():
     """``dask.array``, or an ImportError saying how to install it."""
     try:
@@ -325,48 +329,8 @@ def _chunk_bytes() -> int:
         return DEFAULT_DASK_CHUNK_BYTES
 
 
-def partition_plan(plan: ReadPlan, max_bytes: int) -> tuple:
-    """Cut a plan into plans of at most ``max_bytes`` of output each (pure).
-
-    Consecutive steps are put together until a piece is full; a step larger
-    than the room left is split. Each piece's destination rows start at 0, and
-    executing the pieces and concatenating them gives the whole plan's output.
-    A piece holds at least one row, however large rows are.
-
-    Examples
-    --------
-    >>> steps = (ReadStep('/a.h5', '/x', 0, 5, 0, 5), ReadStep('/b.h5', '/x', 0, 3, 5, 8))
-    >>> p = ReadPlan(np.dtype('f8'), (8,), steps)
-    >>> [[(s.path, s.src_start, s.src_stop, s.dst_start, s.dst_stop) for s in q.steps]
-    ...  for q in partition_plan(p, 48)]
-    [[('/a.h5', 0, 5, 0, 5), ('/b.h5', 0, 1, 5, 6)], [('/b.h5', 1, 3, 0, 2)]]
-    """
-    per_piece = max(1, int(max_bytes) // max(1, plan.entry_nbytes))
-    if plan.shape[0] <= per_piece:
-        return (plan,) if plan.steps else ()
-    pieces, current, rows = [], [], 0
-
-    def flush():
-        nonlocal current, rows
-        if current:
-            pieces.append(attrs.evolve(plan, shape=(rows,) + tuple(plan.shape[1:]),
-                                       steps=tuple(current)))
-        current, rows = [], 0
-
-    for s in plan.steps:
-        a = s.src_start
-        while a < s.src_stop:
-            take = min(s.src_stop - a, per_piece - rows)
-            whole = take == s.n_rows
-            current.append(ReadStep(s.path, s.dataset, a, a + take, rows, rows + take,
-                                    *((s.first_train, s.last_train, s.n_trains)
-                                      if whole else ())))
-            rows += take
-            a += take
-            if rows == per_piece:
-                flush()
-    flush()
-    return tuple(pieces)
+#: The old private name of :func:`xfeldata.core.plan.partition` (the writer uses it).
+partition_plan = partition
 
 
 def _read_piece(plan, records=()):
@@ -425,7 +389,9 @@ def dask_from_plan(plan: ReadPlan, records=(), chunk_bytes=None):
         # One (empty) chunk: dask cannot size chunks automatically for object data.
         return da.zeros(plan.shape, dtype=plan.dtype, chunks=-1)
     from dask.highlevelgraph import HighLevelGraph
-    pieces = partition_plan(plan, chunk_bytes or _chunk_bytes())
+    # At most about MAX_DASK_TASKS pieces, however large the key (dask's advice).
+    size = max(chunk_bytes or _chunk_bytes(), -(-plan.nbytes // MAX_DASK_TASKS))
+    pieces = partition(plan, size)
     by_path = {fi.path: fi for fi in records}
     name = 'xfeldata-read-' + _plan_token(plan, records)
     inner = (0,) * (len(plan.shape) - 1)

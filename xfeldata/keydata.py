@@ -230,10 +230,15 @@ class KeyData(SectionTests):
                               roi=roi, roi_shape=rshape,
                               label=f"{self.source} {self.key}")
 
-    def ndarray(self, roi=(), out=None) -> np.ndarray:
-        """Load the selected data as a numpy array (``execute(self.plan(roi))``)."""
+    def ndarray(self, roi=(), out=None, *, read_path=None) -> np.ndarray:
+        """Load the selected data as a numpy array (``execute(self.plan(roi))``).
+
+        ``read_path``: ``'auto'`` (default: compressed chunks decoded in
+        threads where that gives exactly h5py's result), ``'h5py'`` or
+        ``'direct'``; see :func:`xfeldata._execute.execute`.
+        """
         from ._execute import execute
-        return execute(self.plan(roi), out=out)
+        return execute(self.plan(roi), out=out, read_path=read_path)
 
     def series(self):
         """The data as a pandas Series indexed by ``trainId`` (1-D data only).

@@ -47,7 +47,7 @@ from .records import readonly
 
 __all__ = ['ReadStep', 'ReadPlan', 'ReadBlock', 'FileKeyIndex', 'ChunkTable', 'plan_key',
            'chunk_table', 'read_blocks', 'entry_train_ids', 'selected_positions',
-           'contiguous_regions', 'counts_for_trains', 'roi_key', 'roi_from_key']
+           'contiguous_regions', 'counts_for_trains', 'roi_key', 'roi_from_key', 'partition']
 
 
 # -- the per-entry region of interest ------------------------------------------------
@@ -271,6 +271,51 @@ class ReadPlan:
         return '\n'.join(lines)
 
 
+def partition(plan: ReadPlan, max_bytes: int) -> tuple:
+    """Cut a plan into plans of at most ``max_bytes`` of output each (pure).
+
+    Consecutive steps are put together until a piece is full; a step larger
+    than the room left is split. Each piece's destination rows start at 0, and
+    executing the pieces and concatenating them gives the whole plan's output.
+    A piece holds at least one row, however large rows are. Dask arrays,
+    the writer and the distributed helpers cut their work with it.
+
+    Examples
+    --------
+    >>> steps = (ReadStep('/a.h5', '/x', 0, 5, 0, 5), ReadStep('/b.h5', '/x', 0, 3, 5, 8))
+    >>> p = ReadPlan(np.dtype('f8'), (8,), steps)
+    >>> [[(s.path, s.src_start, s.src_stop, s.dst_start, s.dst_stop) for s in q.steps]
+    ...  for q in partition(p, 48)]
+    [[('/a.h5', 0, 5, 0, 5), ('/b.h5', 0, 1, 5, 6)], [('/b.h5', 1, 3, 0, 2)]]
+    """
+    per_piece = max(1, int(max_bytes) // max(1, plan.entry_nbytes))
+    if plan.shape[0] <= per_piece:
+        return (plan,) if plan.steps else ()
+    pieces, current, rows = [], [], 0
+
+    def flush():
+        nonlocal current, rows
+        if current:
+            pieces.append(attrs.evolve(plan, shape=(rows,) + tuple(plan.shape[1:]),
+                                       steps=tuple(current)))
+        current, rows = [], 0
+
+    for s in plan.steps:
+        a = s.src_start
+        while a < s.src_stop:
+            take = min(s.src_stop - a, per_piece - rows)
+            whole = take == s.n_rows
+            current.append(ReadStep(s.path, s.dataset, a, a + take, rows, rows + take,
+                                    *((s.first_train, s.last_train, s.n_trains)
+                                      if whole else ())))
+            rows += take
+            a += take
+            if rows == per_piece:
+                flush()
+    flush()
+    return tuple(pieces)
+
+
 @attrs.frozen(eq=False)
 class FileKeyIndex:
     """What planning needs from one file: its trains, validity and one group's index.
@@ -381,6 +426,13 @@ def _check_index_lengths(files):
                 f"{f.path}: INDEX has {min(len(f.firsts), len(f.counts))} first/count "
                 f"entries for {len(f.train_ids)} trains; the file's index is "
                 "inconsistent (xfeldata validate reports it)")
+        # Corrupted values near 2**64 would wrap around (uint64 sums) or
+        # overflow int64 row arithmetic: no dataset has 2**62 rows.
+        big = max((int(a.max()) for a in (f.firsts, f.counts) if len(a)), default=0)
+        if big >= 2 ** 62:
+            raise TypeError(
+                f"{f.path}: INDEX first/count value {big} points past the end of any "
+                "dataset; the file's index is inconsistent (xfeldata validate reports it)")
 
 
 def counts_for_trains(files, sel_train_ids, inc_suspect_trains=True) -> np.ndarray:
