@@ -27,19 +27,41 @@ def file_indexes(paths, files_map=None, cached=None, *, parallelize=True, stats=
 
     ``cached`` maps absolute paths to records already known (from the index
     cache); ``stats`` maps absolute paths to their ``os.stat`` results, if the
-    caller has them. ``parallelize`` is accepted for EXtra-data's signature:
-    h5py serialises every HDF5 call under one lock, so threads do not make
-    scanning faster (measured), and processes cost more than they save for
-    the files of one run on a local or cached filesystem.
+    caller has them. Files that must be scanned are scanned in worker
+    processes when there are many of them and ``parallelize`` is true
+    (:mod:`xfeldata._scan_worker`: HDF5's global lock makes threads useless
+    here), else in this process.
     """
     from . import _tiers
-    fis, skipped = [], []
     cached = cached or {}
     stats = stats or {}
+    paths = [osp.abspath(p) for p in paths]
+    from_map = {}
+    scanned = {}
+    if parallelize:
+        todo = []
+        for p in paths:
+            if p in cached or p in _tiers.MEMO.index:
+                continue
+            fi = files_map.file_index(p) if files_map is not None else None
+            if fi is not None:
+                from_map[p] = fi
+            else:
+                todo.append(p)
+        scanned = _scan_in_processes(todo)
+    fis, skipped = [], []
     for p in paths:
-        p = osp.abspath(p)
-        fi = cached.get(p)
-        if fi is None and files_map is not None:
+        fi = cached.get(p) or from_map.get(p)
+        if fi is None and p in scanned:
+            fi, reason, caught = scanned[p]
+            for message, category in caught:
+                warnings.warn(message, _warning_class(category), stacklevel=4)
+            if fi is None:
+                warnings.warn(f"Skipping file {p} ({reason})", stacklevel=4)
+                skipped.append((p, reason))
+                continue
+            _tiers.MEMO.put('index', p, fi, fi.key)
+        if fi is None and files_map is not None and not parallelize:
             fi = files_map.file_index(p)
         if fi is None:
             try:
@@ -51,6 +73,31 @@ def file_indexes(paths, files_map=None, cached=None, *, parallelize=True, stats=
                 continue
         fis.append(fi)
     return fis, skipped
+
+
+def _warning_class(name: str):
+    """A warning class by name (builtins, then xfeldata.exceptions; else UserWarning)."""
+    import builtins
+
+    from . import exceptions
+    cls = getattr(builtins, name, None) or getattr(exceptions, name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, Warning) else UserWarning
+
+
+def _scan_in_processes(paths) -> dict:
+    """``{path: (FileIndex or None, reason, warnings)}`` from worker processes, or {}."""
+    from . import _scan_worker
+    n = _scan_worker.n_scan_processes(len(paths))
+    if n < 2:
+        return {}
+    try:
+        answers = _scan_worker.scan_in_processes(paths, n)
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        # Workers could not run here (no executable, limits, ...): scan in-process.
+        warnings.warn(f"Scanning files in worker processes failed ({e}); scanning serially",
+                      RuntimeWarning, stacklevel=5)
+        return {}
+    return {p: (fi, reason, caught) for p, fi, reason, caught in answers}
 
 
 def _h5_names(path) -> list:
