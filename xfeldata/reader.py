@@ -505,8 +505,19 @@ class DataCollection:
         from .display import format_train_info
         print(format_train_info(self, train_id))
 
+    def map_trains(self, func, *, client=None, trains_per_task=None, progress=None,
+                   with_train_ids=False, **iter_kwargs) -> list:
+        """``func(train_id, data)`` for every selected train, in parallel with dask.
+
+        See :func:`xfeldata._distributed.map_trains` (``client``: a
+        ``distributed.Client``; results in train order).
+        """
+        from ._distributed import map_trains
+        return map_trains(self, func, client=client, trains_per_task=trains_per_task,
+                          progress=progress, with_train_ids=with_train_ids, **iter_kwargs)
+
     def plot_missing_data(self, min_saved_pct=95, expand_instrument=False):
-        """Plot the trains missing for sources with at most ``min_saved_pct``% saved.
+        """Plot the trains missing for sources with at most ``min_saved_pct`` percent saved.
 
         Returns a matplotlib ``Axes`` (the ``plot`` extra); see :mod:`xfeldata._plot`.
         """

@@ -8,17 +8,17 @@ the object's public methods in order. That makes "a recipe gives the same result
 as the equivalent chain of method calls" true by construction, and keeps this
 module free of files: the faces do the resolving.
 
-=====================  ======================================  ==========================
-step                   holds                                   applied as
-=====================  ======================================  ==========================
-:class:`Select`        :class:`Globs` or :class:`Names`        ``data.select(argument)``
-:class:`Deselect`      :class:`Globs` or :class:`Names`        ``data.deselect(argument)``
-:class:`Require`       ``all`` flag, ``warn_drop_trains_frac``  ``data.select(data.selection,
-                                                               require_all=..., ...)``
-:class:`SelectTrains`  a ``by_id[...]`` or ``by_index[...]``   ``data.select_trains(sel)``
-:class:`Union`         a tuple of recipes                      ``r0(data).union(r1(data),
-                                                               ...)``
-=====================  ======================================  ==========================
+=====================  ==========================================  ==========================
+step                   holds                                       applied as
+=====================  ==========================================  ==========================
+:class:`Select`        :class:`Globs` or :class:`Names`            ``data.select(argument)``
+:class:`Deselect`      :class:`Globs` or :class:`Names`            ``data.deselect(argument)``
+:class:`Require`       ``all`` flag, ``warn_drop_trains_frac``     ``data.select(data.selection,
+                                                                   require_all=..., ...)``
+:class:`SelectTrains`  a ``by_id[...]`` or ``by_index[...]``       ``data.select_trains(sel)``
+:class:`Union`         a tuple of recipes                          ``r0(data).union(r1(data),
+                                                                   ...)``
+=====================  ==========================================  ==========================
 
 Canonical forms (so equivalent spellings compare and hash equal):
 

@@ -5,20 +5,20 @@ the file's bytes (identified by path, size and mtime). Reading a whole file's
 summary is slow on a cluster filesystem, so it comes in tiers, each read the
 first time something asks for it (DESIGN.md decision 1):
 
-=========  =====================  ==========================================
-tier       record                 holds
-=========  =====================  ==========================================
-0 (open)   :class:`FileIndex`     train IDs, validity, source names, legacy
-                                  names: exactly what opening a run and the
-                                  conflict check need (and what EXtra-data's
-                                  run files map caches)
-1 (meta)   :class:`FileMeta`      format version, run metadata, timestamps,
-                                  auxiliary sources, RUN source names
-1 (index)  :class:`SourceFileIndex` INDEX first/count of one source
-2 (keys)   :class:`SourceKeys`    key names of one source
-2 (key)    :class:`KeyInfo`       one key: dtype, entry shape, length,
-                                  chunks, filters, units
-=========  =====================  ==========================================
+=========  ========================  ==========================================
+tier       record                    holds
+=========  ========================  ==========================================
+0 (open)   :class:`FileIndex`        train IDs, validity, source names, legacy
+                                     names: exactly what opening a run and the
+                                     conflict check need (and what EXtra-data's
+                                     run files map caches)
+1 (meta)   :class:`FileMeta`         format version, run metadata, timestamps,
+                                     auxiliary sources, RUN source names
+1 (index)  :class:`SourceFileIndex`  INDEX first/count of one source
+2 (keys)   :class:`SourceKeys`       key names of one source
+2 (key)    :class:`KeyInfo`          one key: dtype, entry shape, length,
+                                     chunks, filters, units
+=========  ========================  ==========================================
 
 Records never hold open files and never touch the disk; they pickle small.
 Numpy arrays inside records are read-only. Equality and hashing of records with

@@ -7,18 +7,18 @@ Python loop per train.
 The selector semantics follow API.md section 2.4 (EXtra-data's
 ``select_trains``):
 
-=====================================  ==============================================
-selector                               meaning
-=====================================  ==============================================
-``slice``                              positions in the current train list
-int-like (incl. 0-d int arrays)        one position (negative counts from the end)
-list / int ndarray                     positions, sorted, duplicates kept
-bool ndarray                           mask over the current trains
-``by_index[...]``                      unwrapped, then as above
-``by_id[a:b:c]``                       train ID range, ends mapped to positions
-``by_id[int]`` / ``by_id[list/array]``  train IDs, intersected with the current IDs
-bool ``xarray.DataArray`` (trainId)    IDs where True, intersected
-=====================================  ==============================================
+=========================================  ==============================================
+selector                                   meaning
+=========================================  ==============================================
+``slice``                                  positions in the current train list
+int-like (incl. 0-d int arrays)            one position (negative counts from the end)
+list / int ndarray                         positions, sorted, duplicates kept
+bool ndarray                               mask over the current trains
+``by_index[...]``                          unwrapped, then as above
+``by_id[a:b:c]``                           train ID range, ends mapped to positions
+``by_id[int]`` / ``by_id[list/array]``     train IDs, intersected with the current IDs
+bool ``xarray.DataArray`` (trainId)        IDs where True, intersected
+=========================================  ==============================================
 """
 
 from __future__ import annotations
@@ -502,7 +502,7 @@ def select_train_positions(train_ids: Any, sel: Any, *, stacklevel: int = 2) -> 
 def select_train_ids(train_ids: Any, sel: Any, *, stacklevel: int = 2) -> np.ndarray:
     """Train IDs selected from *train_ids* by the selector *sel*.
 
-    Same rules, errors and warnings as :func:`select_train_positions`.
+    Same rules, errors and warnings as :func:`~xfeldata.core.trains.select_train_positions`.
 
     Parameters
     ----------

@@ -134,7 +134,7 @@ def run_specs(
     legacy: bool = True,
     partial: bool = True,
 ) -> RunSpec:
-    """A small, valid :class:`RunSpec` drawn at random.
+    """A small, valid :class:`~xfeldata.testing.RunSpec` drawn at random.
 
     Parameters
     ----------
@@ -218,7 +218,7 @@ def file_specs(
     max_count: int = 3,
     invalid: bool = False,
 ) -> FileSpec:
-    """A single small :class:`FileSpec`; with ``invalid=True`` train IDs may
+    """A single small :class:`~xfeldata.testing.FileSpec`; with ``invalid=True`` train IDs may
     contain zeros in the middle, go backwards or repeat (broken files)."""
     version = draw(format_versions(versions))
     tids = draw(train_id_arrays(max_size=max_trains))
