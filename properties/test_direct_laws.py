@@ -6,7 +6,8 @@ deflate at any level, shuffle, shuffle + deflate, fletcher32, which the
 direct path leaves to h5py), chunks left unallocated, and random plans (row
 ranges in any order, gaps, repeats) are read with ``read_path='h5py'`` and
 ``'auto'`` (and ``'direct'`` where it applies): the bytes are identical, also
-into an output of another type, and with both deflate decoders.
+into an output of another type, and with both deflate decoders. Datasets never
+written read as their fill value on both paths.
 """
 import itertools
 import os
@@ -52,8 +53,9 @@ def datasets(draw):
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     pipeline = draw(st.sampled_from(sorted(PIPELINES)))
     level = draw(st.integers(0, 9))
-    written = draw(st.sampled_from(['all', 'all', 'all', 'head']))
-    return rows, inner, chunks, dtype, pipeline, level, written
+    written = draw(st.sampled_from(['all', 'all', 'all', 'head', 'none']))
+    fill = draw(st.sampled_from([None, 7]))
+    return rows, inner, chunks, dtype, pipeline, level, written, fill
 
 
 def _euxfel_skeleton(f):
@@ -65,7 +67,7 @@ def _euxfel_skeleton(f):
 
 
 def _write(spec):
-    rows, inner, chunks, dtype, pipeline, level, written = spec
+    rows, inner, chunks, dtype, pipeline, level, written, fill = spec
     path = os.path.join(_DIR, f'f{next(_N)}.h5')
     rng = np.random.default_rng(len(path))
     data = (rng.normal(0, 1000, (rows,) + inner)).astype(dtype)
@@ -77,9 +79,10 @@ def _write(spec):
         opts['compression_opts'] = level
     with h5py.File(path, 'w') as f:
         ds = f.create_dataset('d', shape=data.shape, dtype=dtype, chunks=chunks,
-                              maxshape=(None,) + inner, **opts)
+                              maxshape=(None,) + inner,
+                              fillvalue=fill if dtype.kind != 'c' else None, **opts)
         _euxfel_skeleton(f)
-        n = rows if written == 'all' else rows // 2     # the rest: unallocated chunks
+        n = {'all': rows, 'head': rows // 2, 'none': 0}[written]   # the rest: unallocated
         if n:
             ds[:n] = data[:n]
     return path
@@ -106,7 +109,7 @@ def _plan(path, steps, n_out, dtype, inner):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(spec=datasets(), data=st.data())
 def test_direct_path_is_byte_identical_to_h5py(spec, data):
-    rows, inner, _, dtype, pipeline, _, written = spec
+    rows, inner, _, dtype, pipeline, _, written, _ = spec
     path = _write(spec)
     steps, n_out = data.draw(plans(rows))
     plan = _plan(path, steps, n_out, dtype, inner)
@@ -116,12 +119,17 @@ def test_direct_path_is_byte_identical_to_h5py(spec, data):
     # The direct path takes every dataset it can decode exactly.
     with h5py.File(path, 'r') as f:
         table = _direct.storage_chunks(f['d'].id, path, '/d')
-    # Direct unless a needed row's chunk was never written (rows // 2 written).
+    # Direct unless a needed row's chunk was never written (rows // 2 written);
+    # a dataset never written at all is answered with its fill value.
     c0 = spec[2][0]
-    allocated = all((r // c0) * c0 < (rows if written == 'all' else rows // 2)
-                    for a, b, _ in steps for r in range(a, b))
-    direct_ok = pipeline in ('gzip', 'shuffle+gzip', 'shuffle') and allocated
-    assert (not isinstance(table, str)) == (pipeline in ('gzip', 'shuffle+gzip', 'shuffle'))
+    n_written = {'all': rows, 'head': rows // 2, 'none': 0}[written]
+    allocated = all((r // c0) * c0 < n_written for a, b, _ in steps for r in range(a, b))
+    direct_ok = ((pipeline in ('gzip', 'shuffle+gzip', 'shuffle') and allocated)
+                 or n_written == 0)
+    if n_written == 0:
+        assert isinstance(table, _direct.Unwritten)
+    else:
+        assert (not isinstance(table, str)) == (pipeline in ('gzip', 'shuffle+gzip', 'shuffle'))
     if direct_ok:
         assert execute(plan, read_path='direct').tobytes() == want.tobytes()
         os.environ['XFELDATA_INFLATE'] = 'zlib'

@@ -68,16 +68,40 @@ def storage_chunks(dsid, path: str, name: str):
     return found
 
 
+class Unwritten:
+    """A dataset none of whose storage was ever written: it reads as its fill value.
+
+    HDF5 answers such a read chunk by chunk (about 10 us per chunk); this
+    path fills the output rows instead (the dataset's length is still
+    checked, and a region of interest changes nothing: every element is the
+    fill value).
+    """
+    __slots__ = ('fill', 'length')
+
+    def __init__(self, fill, length):
+        self.fill, self.length = fill, length
+
+
 def _scan_chunks(dsid):
     dcpl = dsid.get_create_plist()
     layout = dcpl.get_layout()
     if layout == h5py.h5d.VIRTUAL:
         return 'virtual dataset'
-    if layout != h5py.h5d.CHUNKED:
-        return 'not chunked'
     dtype = dsid.dtype
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         return f'element type {dtype} is not a plain number'
+    if layout in (h5py.h5d.CHUNKED, h5py.h5d.CONTIGUOUS) and dcpl.get_external_count() == 0:
+        unwritten = (dsid.get_num_chunks() == 0 if layout == h5py.h5d.CHUNKED
+                     else dsid.get_storage_size() == 0)
+        if unwritten:
+            fill = np.zeros((), dtype)
+            try:
+                dcpl.get_fill_value(fill)
+            except Exception:  # noqa: BLE001 - no fill value defined: HDF5 gives zeros
+                fill = np.zeros((), dtype)
+            return Unwritten(fill, dsid.shape[0] if dsid.shape else 0)
+    if layout != h5py.h5d.CHUNKED:
+        return 'not chunked'
     filters = tuple((int(f[0]), tuple(int(v) for v in f[2]))
                     for f in (dcpl.get_filter(i) for i in range(dcpl.get_nfilters())))
     steps = decode_pipeline(filters)
@@ -220,13 +244,23 @@ def _tasks(table, copies):
 def read_groups(groups, out, roi, threads=None, force=False) -> list:
     """Read ``groups`` of steps directly into ``out``; return the groups it did not read.
 
-    ``groups`` maps ``(path, dataset)`` to ``(dataset id, steps reading it)``. A group is left to the caller (returned) when the direct path
-    cannot read it exactly; with ``force``, that raises ValueError instead.
+    ``groups`` maps ``(path, dataset)`` to ``(dataset id, steps reading it)``.
+    A group is left to the caller (returned) when the direct path cannot read
+    it exactly; with ``force``, that raises ValueError instead. Datasets never
+    written are answered with their fill value (:class:`Unwritten`), with or
+    without a region of interest.
     """
     left, jobs = [], []
     for (path, name), (dsid, steps) in groups.items():
         table = storage_chunks(dsid, path, name)
-        reason = direct_reason(table, out, roi)
+        if isinstance(table, Unwritten):
+            if max(s.src_stop for s in steps) <= table.length:
+                for s in steps:
+                    out[s.dst_start:s.dst_stop] = table.fill
+                continue
+            reason = 'rows beyond the dataset'     # h5py path raises the clear error
+        else:
+            reason = direct_reason(table, out, roi)
         copies = None
         if reason is None:
             src = np.concatenate([np.arange(s.src_start, s.src_stop) for s in steps])

@@ -199,12 +199,11 @@ def execute(plan: ReadPlan, out=None, *, decode_strings=True, read_path=None,
     if path != 'h5py' and not strings:
         if roi and path == 'direct':
             raise ValueError("read_path='direct' reads whole entries: use 'auto' with a roi")
-        if not roi:
-            left = _direct.read_groups(_direct.group_steps(steps, dataset), out, roi,
-                                       force=path == 'direct')
-            if len(left) != len({(s.path, s.dataset) for s in steps}):
-                steps = tuple(sorted((s for _, (_, part) in left for s in part),
-                                     key=lambda s: s.dst_start))
+        left = _direct.read_groups(_direct.group_steps(steps, dataset), out, roi,
+                                   force=path == 'direct')
+        if len(left) != len({(s.path, s.dataset) for s in steps}):
+            steps = tuple(sorted((s for _, (_, part) in left for s in part),
+                                 key=lambda s: s.dst_start))
     for block in read_blocks(steps, plan.entry_nbytes, **block_options):
         f = handles.get(block.path)
         if f is None:
