@@ -19,11 +19,10 @@ import tempfile
 import warnings
 from itertools import chain
 
-import attrs
 import numpy as np
 
 from .core.selection import strip_value
-from .core.plan import ReadPlan, ReadStep, partition
+from .core.plan import ReadPlan, ReadStep, partition  # noqa: F401 - ReadStep: doctests
 
 __all__ = ['keydata_xarray', 'keydata_series', 'keydata_dask', 'dask_from_plan',
            'partition_plan', 'dataframe', 'virtual_dataset', 'roi_axes', 'fill_gaps',

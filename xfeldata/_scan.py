@@ -403,6 +403,21 @@ def scan_file_meta(f: h5py.File) -> FileMeta:
 
 def _index_arrays(f, grp_path, ntrains):
     """(first, count) of one INDEX group, new or old (first/last/status) style."""
+    first, count = read_index_group(f, grp_path)
+    # An index shorter than the train list is kept as it is (not padded, not
+    # an error at open): reading the key then raises a ValueError naming the
+    # file, as EXtra-data does, while the other sources stay readable.
+    n = min(len(first), len(count), ntrains)
+    return first[:n].astype(np.uint64, copy=False), count[:n].astype(np.uint64, copy=False)
+
+
+def read_index_group(f, grp_path):
+    """Untruncated (first, count) of one INDEX group, as stored.
+
+    Old-style groups (``first/last/status``) give ``count = (last - first + 1)
+    * (status != 0)``. The reader truncates these arrays to the file's train
+    count (:func:`_index_arrays`); the validator checks them whole.
+    """
     grp = f.get(grp_path)
     if grp is None or not isinstance(grp, h5py.Group):
         raise FileStructureError(f"missing index group {grp_path}", f.filename)
@@ -411,18 +426,23 @@ def _index_arrays(f, grp_path, ntrains):
         count = _read_1d(f, grp_path + '/count')
     elif 'last' in grp and 'status' in grp:
         first = _read_1d(f, grp_path + '/first')
-        last = _read_1d(f, grp_path + '/last').astype(np.int64)
-        status = _read_1d(f, grp_path + '/status').astype(np.int64)
+        last = _read_1d(f, grp_path + '/last')
+        status = _read_1d(f, grp_path + '/status')
+        if first.dtype.kind not in 'ui' or last.dtype.kind not in 'ui' \
+                or status.dtype.kind not in 'uib':
+            raise FileStructureError(f"index group {grp_path} has first/last/status of "
+                                     f"non-integer dtypes", f.filename)
+        last, status = last.astype(np.int64), status.astype(np.int64)
         n = min(len(first), len(last), len(status))
         count = np.maximum((last[:n] - first[:n].astype(np.int64) + 1) * (status[:n] != 0), 0)
     else:
         raise FileStructureError(f"index group {grp_path} has no first/count datasets",
                                  f.filename)
-    # An index shorter than the train list is kept as it is (not padded, not
-    # an error at open): reading the key then raises a ValueError naming the
-    # file, as EXtra-data does, while the other sources stay readable.
-    n = min(len(first), len(count), ntrains)
-    return first[:n].astype(np.uint64, copy=False), count[:n].astype(np.uint64, copy=False)
+    for name, arr in (('first', first), ('count', count)):
+        if arr.dtype.kind not in 'ui':
+            raise FileStructureError(f"{grp_path}/{name} has dtype {arr.dtype}, expected "
+                                     "integers", f.filename)
+    return first, count
 
 
 def scan_source_index(f: h5py.File, source: str, section: str) -> SourceFileIndex:
@@ -459,7 +479,11 @@ def scan_source_keys(f: h5py.File, source: str, section: str) -> SourceKeys:
     # what makes visititems slow on sources with many keys. The callback runs
     # once per object below the source: it only collects; names are decoded
     # once, together, afterwards.
-    h5py.h5o.visit(oid, visitor, info=True)
+    try:
+        h5py.h5o.visit(oid, visitor, info=True)
+    except Exception as e:   # a damaged object header below the source
+        raise FileStructureError(f"cannot list the keys of {section}/{source}: {e}",
+                                 f.filename) from None
     if names and all(type(n) is bytes for n in names):
         names = b'\0'.join(names).decode().split('\0')   # no NUL in HDF5 names
     else:

@@ -443,6 +443,20 @@ class DataCollection:
         from ._outputs import virtual_dataset
         return virtual_dataset(self[source, key], filename)
 
+    def write(self, filename, *, progress=None):
+        """Copy the selected data into a new EuXFEL file (``xfeldata.writer``).
+
+        Written atomically (temporary name, then rename); never an input file.
+        ``progress``: None = on stderr when it is a terminal, True/False to force.
+        """
+        from .writer import write_file
+        write_file(filename, self, progress=progress)
+
+    def write_virtual(self, filename, *, progress=None):
+        """Write an EuXFEL file whose datasets are virtual, mapping the source files."""
+        from .writer import write_file
+        write_file(filename, self, virtual=True, progress=progress)
+
     def _repr_html_(self):
         from ._outputs import collection_html
         return collection_html(self)

@@ -17,6 +17,26 @@ from .._version import __version__
 SUBCOMMANDS = {
     'demo': ('xfeldata.cli.demo:main',
              'write a synthetic run to a temporary folder, open it and load a key'),
+    'serve-files': ('xfeldata.cli.serve_files:main',
+                    'stream a run folder or file over ZeroMQ, Karabo bridge protocol '
+                    '(EXtra-data: karabo-bridge-serve-files)'),
+    'serve-run': ('xfeldata.cli.serve_run:main',
+                  'stream sources of a run (proposal, run number) over ZeroMQ '
+                  '(EXtra-data: karabo-bridge-serve-run)'),
+    'ls': ('xfeldata.cli.lsxfel:main',
+           'summarise a run folder, a .h5 file or a proposal (EXtra-data: lsxfel)'),
+    'validate': ('xfeldata.validation:main',
+                 'check files or a run for index problems (EXtra-data: extra-data-validate)'),
+    'check-readable': ('xfeldata.cli.check_readable:main',
+                       'probe that files can be opened, each with a timeout '
+                       '(EXtra-data: extra-data-readable)'),
+    'locality': ('xfeldata.locality:main',
+                 'report which files of a run are on disk, on tape or unavailable (dCache) '
+                 '(EXtra-data: extra-data-locality)'),
+    'voview': ('xfeldata.voview:main',
+               "write or check a run's virtual overview file"),
+    'copy': ('xfeldata.copy:main',
+             'copy the structure of EuXFEL files without the (instrument) data'),
 }
 
 

@@ -72,6 +72,9 @@ def parse_source_list(data_source_ids, path=None):
     for entry in data_source_ids:
         if isinstance(entry, bytes):
             entry = entry.decode('utf-8', 'surrogateescape')
+        if not isinstance(entry, str):
+            where = f" in {path}" if path else ''
+            raise ValueError(f"Source list entry {entry!r} is not a string{where}")
         if not entry or entry == 'Karabo_TimerServer':
             continue
         category, _, rest = entry.partition('/')
