@@ -338,3 +338,17 @@ def test_python_m_lsxfel(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and '# of trains:    100' in r.stdout
     np.testing.assert_equal(r.stderr, '')
+
+
+@pytest.mark.parametrize('module', ['xfeldata.voview', 'xfeldata.copy', 'xfeldata.validation',
+                                    'xfeldata.locality', 'xfeldata.cli.lsxfel',
+                                    'xfeldata.cli.check_readable', 'xfeldata.cli.serve_files',
+                                    'xfeldata.cli.serve_run'])
+def test_python_dash_m_runs_the_tool(module):
+    # `python -m <module> --help` prints the tool's usage (not silently nothing).
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, '-m', module, '--help'], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert 'usage:' in out.stdout

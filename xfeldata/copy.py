@@ -228,3 +228,7 @@ def main(argv=None) -> int:
     print(f"Copied the structure of {len(written)} file(s) to {osp.abspath(args.output)}")
     return 0
 
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

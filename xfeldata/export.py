@@ -30,7 +30,7 @@ import zmq
 
 from .core import bridge as _bridge
 
-__all__ = ['ZMQStreamer', 'serve_files']
+__all__ = ['ZMQStreamer', 'serve_files', 'serve_data']
 
 #: Poll slice (seconds): how quickly a wait notices stop() and Ctrl-C.
 POLL_SLICE = 0.1

@@ -265,3 +265,7 @@ def main(argv=None) -> int:
         return 1
     print(f"Wrote overview file {path}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
