@@ -1,4 +1,4 @@
-"""Karabo bridge wire format laws (FORMAT.md 6, xfeldata.core.bridge).
+"""Karabo bridge wire format laws (FORMAT.md 6, xfeldata.bridge_wire and xfeldata.core.bridge).
 
 For random trains (sources of arrays of many dtypes and shapes, zero-size
 and non-contiguous included, numpy scalars, Python scalars, strings and
@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from xfeldata import bridge_wire
 from xfeldata.core import bridge
 
 DTYPES = ['?', 'i1', 'u1', '<i2', '>i2', '<u4', '>i4', '<i8', '<u8', '<f2', '<f4', '>f8',
@@ -108,8 +109,8 @@ def check_value(got, want, protocol):
 def test_decode_inverts_encode(train, protocol):
     data, meta = train
     before = copy.deepcopy(data)
-    frames = bridge.encode(data, meta, protocol)
-    got, got_meta = bridge.decode(frames)
+    frames = bridge_wire.encode(data, meta, protocol)
+    got, got_meta = bridge_wire.decode(frames)
     assert got_meta == meta
     assert sorted(got) == sorted(data)
     for src, values_ in data.items():
@@ -130,12 +131,12 @@ def test_decode_inverts_encode(train, protocol):
 @given(train=trains())
 def test_22_layout_and_zero_copy(train):
     data, meta = train
-    frames = bridge.encode(data, meta, '2.2')
+    frames = bridge_wire.encode(data, meta, '2.2')
     n_arrays = sum(isinstance(v, np.ndarray) or (isinstance(v, np.generic)
                                                 and v.dtype.kind not in 'biufSU')
                    for d in data.values() for v in d.values())
     assert len(frames) == 2 * (len(data) + n_arrays)
-    assert bridge.frames_nbytes(frames) == sum(memoryview(f).nbytes for f in frames)
+    assert bridge_wire.frames_nbytes(frames) == sum(memoryview(f).nbytes for f in frames)
     owned = [v for d in data.values() for v in d.values()
              if isinstance(v, np.ndarray) and v.flags.c_contiguous and v.size]
     for arr in owned:
@@ -153,9 +154,9 @@ def test_karabo_bridge_client_reads_our_frames(train, protocol):
             isinstance(v, (np.ndarray, np.generic)) and v.dtype.names is not None
             for d in data.values() for v in d.values()):
         return     # karabo-bridge's 2.2 decoder cannot rebuild a structured dtype
-    frames = bridge.encode(data, meta, protocol)
+    frames = bridge_wire.encode(data, meta, protocol)
     theirs, their_meta = kb.deserialize([bytes(f) for f in frames])
-    ours, our_meta = bridge.decode(frames)
+    ours, our_meta = bridge_wire.decode(frames)
     assert their_meta == our_meta
     for src in ours:
         assert set(theirs[src]) == set(ours[src])
@@ -191,5 +192,5 @@ def test_stream_train_drops_object_arrays(train, n_obj, now):
             m = out[s]['metadata']
             assert m['timestamp'] == now and len(m['timestamp.frac']) == 18
             assert abs(float(m['timestamp.sec'] + '.' + m['timestamp.frac']) - now) <= 1e-6 * max(1, now)
-    frames = bridge.encode(out)          # what is left can always be sent
-    assert sorted(bridge.decode(frames)[0]) == sorted(data)
+    frames = bridge_wire.encode(out)          # what is left can always be sent
+    assert sorted(bridge_wire.decode(frames)[0]) == sorted(data)

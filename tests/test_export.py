@@ -26,7 +26,7 @@ import zmq
 
 import xfeldata
 from xfeldata import export
-from xfeldata.core import bridge
+from xfeldata import bridge_wire
 from xfeldata.export import BridgeServer, stream_collection
 from xfeldata.testing import (Aggregator, ControlSource, InstrumentSource, RunSpec, write_run,
                               xtdf_module)
@@ -265,7 +265,7 @@ def test_garbage_request_gets_an_error_and_serving_goes_on(run):
         r.send_multipart([b'\xff\x00', b'more'])
         assert r.recv_multipart() == [b'Error: bad request \xff\x00 more']
         r.send(b'next')
-        data, meta = bridge.decode(r.recv_multipart())
+        data, meta = bridge_wire.decode(r.recv_multipart())
         assert meta[CTRL]['timestamp.tid'] == FIRST     # no train lost to the garbage
         r.close()
         # An oversized request drops that client only.
@@ -304,7 +304,7 @@ def test_pull_client_leaving_then_timeout(run):
         p.setsockopt(zmq.LINGER, 0)
         p.setsockopt(zmq.RCVHWM, 1)
         p.connect(s.endpoint)
-        bridge.decode(p.recv_multipart())
+        bridge_wire.decode(p.recv_multipart())
         p.close()
         t0 = time.monotonic()
         # The server never hangs: either the remaining trains fit in ZeroMQ's

@@ -1,6 +1,7 @@
 """Stream data over ZeroMQ in the Karabo bridge protocol (API.md 9, FORMAT.md 6).
 
-The message format is pure (:mod:`xfeldata.core.bridge`); this module holds
+The messages are prepared by the pure :mod:`xfeldata.core.bridge` and framed by
+:mod:`xfeldata.bridge_wire`; this module holds
 the sockets and the reading:
 
 * :class:`BridgeServer` binds one ZeroMQ socket (REP answering ``next``
@@ -28,6 +29,7 @@ import warnings
 
 import zmq
 
+from . import bridge_wire as _wire
 from .core import bridge as _bridge
 
 __all__ = ['ZMQStreamer', 'serve_files', 'serve_data']
@@ -442,11 +444,11 @@ def stream_collection(data, server: BridgeServer, *, protocol_version='2.2',
                 train = _bridge.stream_train(train, time.time() if dummy_timestamps else None)
                 if train is None:
                     continue
-                frames = _bridge.encode(train, protocol_version=version)
+                frames = _wire.encode(train, protocol_version=version)
                 if not server.send(frames):
                     rate.done('Stopped')
                     return rate.trains
-                rate.sent(_bridge.frames_nbytes(frames))
+                rate.sent(_wire.frames_nbytes(frames))
         finished = True
     finally:
         reader.close()
@@ -590,7 +592,7 @@ class ZMQStreamer:
                 if self.dummy_timestamps:
                     stamp = _bridge.dummy_timestamp(time.time())
                     metadata = {src: {**metadata.get(src, {}), **stamp} for src in data}
-                frames = _bridge.encode(data, metadata, self.protocol_version)
+                frames = _wire.encode(data, metadata, self.protocol_version)
                 if not self._server.send(frames):
                     return
         except Exception as e:     # kept for stop() to report
