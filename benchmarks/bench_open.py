@@ -12,7 +12,8 @@ cold open
     source list.
 warm open
     ``RunDirectory`` with xfeldata's index cache present (fresh process memo),
-    against stat-ing the files and loading the cache file with msgpack.
+    against stat-ing the files and loading the cache file with msgpack (its
+    header, then the body of entries the header carries as bytes).
 list keys
     the keys of every source (``run[src].keys()``, fresh memo) against
     ``h5py.h5o.visit`` over the same source groups.
@@ -72,7 +73,10 @@ def raw_warm(run_dir, cache_file):
     for p in _h5_files(run_dir):
         os.stat(p)
     with open(cache_file, 'rb') as f:
-        msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+        head = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+    # The file is a small header whose 'body' (bytes, guarded by a CRC) holds
+    # the entries: loading the cache means unpacking that too.
+    msgpack.unpackb(head['body'], raw=False, strict_map_key=False)
 
 
 def xfd_warm(run_dir):

@@ -689,3 +689,15 @@ def test_selections_without_data_files_are_equal_by_any_route(world, case):
     assert ka.data_counts(labelled=False).tolist() == kb.data_counts(labelled=False).tolist()
     assert a == b and hash(a) == hash(b)
     assert ka == kb and hash(ka) == hash(kb)
+
+
+@given(st.lists(st.text(min_size=1, max_size=8), max_size=12),
+       st.lists(st.integers(0, 2**40), max_size=20))
+def test_whole_selection_equals_the_built_one(names, tids):
+    from xfeldata.core.selection import Selection
+    tids = np.unique(np.array(tids, np.uint64))
+    whole = Selection.whole(tids, names)
+    built = Selection.build(tids, {n: None for n in names})
+    assert whole == built
+    assert whole.sources == built.sources and whole.files == built.files
+    assert whole._names == built._names

@@ -174,3 +174,46 @@ def test_filter_with_relative_paths(run_dir, monkeypatch):
     run = xfeldata.RunDirectory(run_dir, file_filter=lambda files: [os.path.basename(f)
                                                                     for f in files][:1])
     assert [fi.path for fi in run._index.files] == [str(run_dir / NAMES[0])]
+
+
+# -- the conflict verdict ------------------------------------------------------------
+
+def _head(run_dir):
+    import msgpack
+    with open(index_cache.cache_path(run_dir), 'rb') as f:
+        return msgpack.unpackb(f.read(), raw=False)
+
+
+def test_warm_open_skips_a_conflict_check_the_cache_has_passed(run_dir, monkeypatch):
+    from xfeldata.core.runindex import RunIndex
+    xfeldata.RunDirectory(run_dir)
+    assert _head(run_dir).get('conflict_free') is True
+    new_process()
+    forbid(monkeypatch, RunIndex, 'check_conflicts')
+    run = xfeldata.RunDirectory(run_dir)
+    assert run.train_ids == list(range(10000, 10010))
+    # Only for exactly the records checked: one file left out is checked again.
+    monkeypatch.undo()
+    calls = []
+    orig = RunIndex.check_conflicts
+    monkeypatch.setattr(RunIndex, 'check_conflicts', lambda self: calls.append(1) or orig(self))
+    xfeldata.RunDirectory(run_dir, include='*S00000*')
+    assert calls == [1]
+
+
+def test_a_conflict_is_found_warm_and_after_a_file_changes(run_dir):
+    xfeldata.RunDirectory(run_dir)          # verdict: no conflict
+    new_process()
+    # The second sequence now repeats the first one's trains: its size and
+    # mtime change, so its entry and the verdict no longer apply.
+    make_file(run_dir / NAMES[1], np.arange(3) + 10003)
+    os.utime(run_dir / NAMES[1], ns=(1, 1))
+    with pytest.raises(ValueError, match='conflicting data'):
+        xfeldata.RunDirectory(run_dir)
+    assert 'conflict_free' not in _head(run_dir)
+    new_process()
+    with pytest.raises(ValueError, match='conflicting data'):   # warm, from a cache without a verdict
+        xfeldata.RunDirectory(run_dir)
+    # Excluding suspect trains does not make the verdict stick either.
+    with pytest.raises(ValueError, match='conflicting data'):
+        xfeldata.RunDirectory(run_dir, inc_suspect_trains=False)

@@ -440,7 +440,8 @@ class CacheContents:
     Raises ValueError (or another exception, for msgpack garbage) when the
     body is malformed as a whole; a malformed entry is found when it is used.
     """
-    __slots__ = ('sources', 'arrays', 'columns', 'positions', '_tids', '_valid')
+    __slots__ = ('sources', 'arrays', 'columns', 'positions', '_tids', '_valid',
+                 'conflict_free')
 
     def __init__(self, body: bytes):
         sources, arrays, columns = msgpack.unpackb(
@@ -459,6 +460,9 @@ class CacheContents:
         self.positions = dict(zip(columns[0], range(len(columns[0]))))
         self._tids = [None] * len(arrays)
         self._valid = [None] * len(arrays)
+        #: Set from the file's header: the tier-0 records of all its entries,
+        #: together, have no source conflict (suspect trains included).
+        self.conflict_free = False
 
     def _array(self, ref, decoded, dtype):
         a = decoded[ref]

@@ -132,8 +132,9 @@ def run_file_indexes(path, include='*', file_filter=None, *, parallelize=True,
         # Paths from a file filter may be relative or unnormalised: the
         # records and caches use absolute paths.
         files = [osp.abspath(p) for p in file_filter(files)]
+    real = osp.realpath(path)   # once: the overview and cache lookups both need it
     if use_voview and include == '*' and len(files) == n_all:
-        vo = voview.find_file_valid(path)
+        vo = voview.find_file_valid(path, _real=real)
         if vo is not None:
             return [vo.index]
     stats = {}
@@ -144,7 +145,7 @@ def run_file_indexes(path, include='*', file_filter=None, *, parallelize=True,
             pass
     if files_from_listing:
         cached = index_cache._load(path, [(p, n, stats[p]) for p, n in zip(files, names)
-                                          if p in stats])
+                                          if p in stats], real)
     else:
         cached = index_cache.load(path, stats)
     if cached and len(cached) == len(files):

@@ -73,6 +73,12 @@ _KNOWN_RUNS: dict = {}
 # new, is skipped, so reopening a cached run does not rewrite its cache.
 _ON_DISK: dict = {}
 _known_lock = threading.Lock()
+# Sets of FileIndex digests known to hold no source conflict with suspect
+# trains included (hence none without them either): opening a cached run
+# skips RunIndex's conflict check for them. Filled from the cache file's
+# verdict and by checks that passed in this process; bounded.
+_CONFLICT_FREE: dict = {}
+_CONFLICT_FREE_MAX = 64
 
 
 # -- locations ---------------------------------------------------------------
@@ -102,13 +108,14 @@ def cache_root() -> Path | None:
     return None if root is None else Path(root)
 
 
-def _cache_file(run_dir) -> str | None:
+def _cache_file(run_dir, _real=None) -> str | None:
     # Strings, not pathlib: this runs on every open, and Path objects cost
-    # more than the rest of finding the file.
+    # more than the rest of finding the file. ``_real``: the resolved
+    # directory, when the caller has it already.
     root = _cache_root()
     if root is None:
         return None
-    resolved = osp.realpath(os.fspath(run_dir))
+    resolved = osp.realpath(os.fspath(run_dir)) if _real is None else _real
     name = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:32]
     return osp.join(root, f'index-v{CACHE_VERSION}', f'{name}.msgpack')
 
@@ -193,18 +200,63 @@ def _parse_cache(data: bytes, path='<bytes>') -> CacheContents | None:
         # Unpacking creates many small containers; the cyclic GC would run
         # over them again and again (and find nothing).
         with _gc_paused():
-            return CacheContents(body)
+            contents = CacheContents(body)
+        contents.conflict_free = head.get('conflict_free') is True
+        return contents
     except Exception as e:   # msgpack raises several unrelated classes on bad input
         log.debug("Ignoring corrupt index cache %s: %s", path, e)
         return None
 
 
-def _pack_cache(run_dir: str, files: dict) -> bytes:
-    """The bytes of a cache file for ``files`` ({file name: entry})."""
+def _pack_cache(run_dir: str, files: dict, conflict_free=False) -> bytes:
+    """The bytes of a cache file for ``files`` ({file name: entry}).
+
+    ``conflict_free``: the tier-0 records of all these files were checked
+    together and hold no source conflict (suspect trains included). The
+    flag sits in the header, outside the CRC'd body, but is only ever used
+    for an open that finds every entry current: then the records are the
+    ones checked. An older reader ignores it.
+    """
     body = pack_body(files)
-    return msgpack.packb({'magic': _MAGIC, 'version': CACHE_VERSION, 'layout': _LAYOUT,
-                          'dir': os.fsencode(osp.realpath(run_dir)), 'crc': zlib.crc32(body),
-                          'body': body}, use_bin_type=True)
+    head = {'magic': _MAGIC, 'version': CACHE_VERSION, 'layout': _LAYOUT,
+            'dir': os.fsencode(osp.realpath(run_dir)), 'crc': zlib.crc32(body),
+            'body': body}
+    if conflict_free:
+        head['conflict_free'] = True
+    return msgpack.packb(head, use_bin_type=True)
+
+
+def _digests(fis) -> frozenset:
+    return frozenset([fi.digest for fi in fis])
+
+
+def known_conflict_free(file_indexes) -> bool:
+    """Whether these records are known (cache verdict or earlier check) to hold no conflict.
+
+    Exactly this set of records, by digest: a verdict on other files says
+    nothing about these.
+    """
+    return bool(_CONFLICT_FREE) and _digests(file_indexes) in _CONFLICT_FREE
+
+
+def note_conflict_free(file_indexes) -> None:
+    """Remember that these records hold no conflict with suspect trains included."""
+    key = _digests(file_indexes)
+    with _known_lock:
+        if len(_CONFLICT_FREE) >= _CONFLICT_FREE_MAX:
+            _CONFLICT_FREE.pop(next(iter(_CONFLICT_FREE)))
+        _CONFLICT_FREE[key] = True
+
+
+def _check_conflict_free(file_indexes) -> bool:
+    """The conflict check of a run's records, as a verdict (never raises)."""
+    from .core.runindex import RunIndex
+    try:
+        RunIndex(tuple(file_indexes), True).check_conflicts()
+    except Exception as e:   # a conflict (a ValueError), or anything else: no verdict
+        log.debug("No conflict verdict for the index cache: %s", e)
+        return False
+    return True
 
 
 def _entry_is_current(entry, st) -> bool:
@@ -446,12 +498,13 @@ def load(run_dir, paths_stats: Mapping[str, os.stat_result]) -> dict:
 
 
 @_gc_paused()   # decoding makes many small objects; see _parse_cache
-def _load(run_dir: str, requests) -> dict:
+def _load(run_dir: str, requests, _real=None) -> dict:
     """:func:`load` for ``requests``: ``(path, name, stat)`` of files in ``run_dir``.
 
-    Opening a run calls this directly: it has the names and paths already.
+    Opening a run calls this directly: it has the names and paths (and the
+    resolved directory, ``_real``) already.
     """
-    path = _cache_file(run_dir)
+    path = _cache_file(run_dir, _real)
     if path is None:
         return {}
     contents = _read_cache_contents(path)
@@ -460,6 +513,7 @@ def _load(run_dir: str, requests) -> dict:
     found, pending = contents.file_indexes(requests, log.debug)
     if not found:
         return found
+    verdict = contents.conflict_free and len(found) == len(contents.positions)
     memo = _tiers.MEMO
     with memo._lock:
         index = memo.index
@@ -473,6 +527,8 @@ def _load(run_dir: str, requests) -> dict:
     with _known_lock:
         _KNOWN_RUNS.setdefault(run_dir, {}).update(found)
         _ON_DISK.setdefault(path, {}).update(found)
+    if verdict:   # every entry found current: they are the records checked
+        note_conflict_free(found.values())
     log.debug("Index cache %s: %d files found", path, len(found))
     return found
 
@@ -531,7 +587,9 @@ def save(run_dir, file_indexes: Iterable) -> bool:
         os.makedirs(osp.dirname(path), exist_ok=True)
         with _locked(path):
             files = {}
-            for name, entry in (_read_cache_file(path) or {}).items():
+            old = _read_cache_contents(path)
+            kept = []   # (path, name, stat) of entries kept for the run's other files
+            for name, entry in (old.entries() if old is not None else {}).items():
                 mine = new.get(name)
                 if mine is not None:
                     if (entry['size'], entry['mtime']) == (mine['size'], mine['mtime']):
@@ -551,10 +609,11 @@ def save(run_dir, file_indexes: Iterable) -> bool:
                     continue   # the file is gone
                 if _entry_is_current(entry, st):
                     files[name] = entry
+                    kept.append((osp.join(run_dir, name), name, st))
             # A clean file whose entry vanished from disk meanwhile: from the memo.
             new.update(_encode_entries([fi for name, fi in clean.items() if name not in files]))
             files.update((name, _pack_tiers(e)) for name, e in new.items())
-            atomic_write(path, _pack_cache(run_dir, files))
+            atomic_write(path, _pack_cache(run_dir, files, _verdict(fis, old, kept)))
         with _known_lock:
             _ON_DISK.setdefault(path, {}).update((fi.path, fi) for fi in fis)
     except Exception as e:   # a cache must never break the caller
@@ -564,6 +623,26 @@ def save(run_dir, file_indexes: Iterable) -> bool:
         return False
     log.debug("Saved index cache %s (%d files)", path, len(files))
     return True
+
+
+def _verdict(fis, old, kept) -> bool:
+    """Whether the records of a cache file being written hold no source conflict together.
+
+    ``fis``: the records saved now; ``kept``: requests for the entries kept
+    from ``old`` (the file's previous contents) for the run's other files.
+    """
+    others = {}
+    if kept:
+        others, _ = old.file_indexes(kept)
+        if len(others) != len(kept):
+            return False   # a kept entry that does not decode: no verdict
+    records = list(fis) + list(others.values())
+    if known_conflict_free(records):
+        return True
+    ok = _check_conflict_free(records)
+    if ok:
+        note_conflict_free(records)
+    return ok
 
 
 def _encode_entries(fis) -> dict:
@@ -603,6 +682,7 @@ def forget_runs() -> None:
     with _known_lock:
         _KNOWN_RUNS.clear()
         _ON_DISK.clear()
+        _CONFLICT_FREE.clear()
 
 
 atexit.register(save_dirty)

@@ -16,7 +16,7 @@ import warnings
 import attrs
 import numpy as np
 
-from . import _open, _tiers, locality
+from . import _open, _tiers, index_cache, locality
 from .core import selection as _sel
 from .core.names import DETECTOR_SOURCE_RE, normalise_proposal, normalise_run
 from .core.runindex import RunIndex
@@ -46,13 +46,18 @@ class DataCollection:
                  ctx_closes=False, *, inc_suspect_trains=True, is_single_run=False,
                  alias_files=None):
         fis = tuple(f.index if isinstance(f, FileAccess) else f for f in files)
-        index = RunIndex.build(fis, inc_suspect_trains)
+        # The conflict check is skipped for records known to pass it (the
+        # index cache's verdict, or a check done earlier in this process).
+        known = index_cache.known_conflict_free(fis)
+        index = RunIndex.build(fis, inc_suspect_trains, check_conflicts=not known)
+        if not known and inc_suspect_trains:
+            index_cache.note_conflict_free(fis)
         if train_ids is None:
             tids = index.train_ids
         else:
             tids = np.unique(np.asarray(train_ids, dtype=np.uint64))
-        sources = {s: None for s in index.control_sources | index.instrument_sources}
-        self.__attrs_init__(index, _sel.Selection.build(tids, sources), bool(is_single_run),
+        names = index.control_sources | index.instrument_sources
+        self.__attrs_init__(index, _sel.Selection.whole(tids, names), bool(is_single_run),
                             bool(ctx_closes), tuple(sorted((aliases or {}).items())),
                             tuple(alias_files or ()))
 

@@ -34,11 +34,11 @@ _MAXWELL_RE = re.compile(r'.+/(raw|proc)/(\w+)/(\d{6})/(p\d{6})/(r\d{4})/?$')
 _ONLINE_RE = re.compile(r'^.+/(\w+)/(\d{6})/(p\d{6})/(raw|proc)/(r\d{4})/?$')
 
 
-def voview_paths_for_run(directory) -> list:
+def voview_paths_for_run(directory, *, _real=None) -> list:
     """Candidate overview file paths for a run directory, in the order tried."""
     from .read_machinery import data_root_dir
     paths = [osp.join(directory, 'overview.h5')]
-    real = osp.realpath(directory)
+    real = osp.realpath(directory) if _real is None else _real
     m = _MAXWELL_RE.match(real)
     if m:
         cls, instr, cycle, prop, run = m.groups()
@@ -82,11 +82,14 @@ def find_file_read(run_dir):
     return None
 
 
-def find_file_valid(run_dir):
-    """The FileAccess of a valid overview file for ``run_dir``, or None."""
+def find_file_valid(run_dir, *, _real=None):
+    """The FileAccess of a valid overview file for ``run_dir``, or None.
+
+    ``_real``: the resolved directory, when the caller (opening) has it.
+    """
     import h5py
     from .file_access import FileAccess
-    for p in voview_paths_for_run(run_dir):
+    for p in voview_paths_for_run(run_dir, _real=_real):
         if not osp.isfile(p):
             continue
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from itertools import repeat
 from typing import Callable, Iterable, Mapping
 
 import attrs
@@ -54,6 +55,17 @@ class Selection:
         restr = tuple(sorted((s, tuple(sorted(p))) for s, p in (files or {}).items()
                              if s in sources))
         return cls(tids, items, restr, None, None, frozenset(s for s, _ in items))
+
+    @classmethod
+    def whole(cls, train_ids, names) -> 'Selection':
+        """Every key of the sources ``names``, for ``train_ids``: what opening selects.
+
+        Equal to ``build(train_ids, {name: None for name in names})``, made
+        without per-source tuples being sorted (opening a run makes one).
+        """
+        names = frozenset(names)
+        return cls(readonly(train_ids, np.uint64), tuple(zip(sorted(names), repeat(None))),
+                   (), None, None, names)
 
     @property
     def digest(self) -> str:
