@@ -243,3 +243,14 @@ def test_layout_matches_reference_overview(tmp_path):
                      ('SPB_DET_AGIPD1M-1/DET/7CH0:xtdf', 'image.cellId'),
                      ('SPB_IRU_CAM/CAM/SIDEMIC:daqOutput', 'data.image.pixels')]:
         np.testing.assert_array_equal(our_run[src, key].ndarray(), ref_run[src, key].ndarray())
+
+
+def test_python_m_voview_runs_without_a_runpy_warning():
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, '-W', 'error::RuntimeWarning', '-m',
+                          'xfeldata.voview', '--help'], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert 'RuntimeWarning' not in res.stderr and '--check' in res.stdout
+    import xfeldata
+    assert xfeldata.voview.find_file_valid is voview.find_file_valid

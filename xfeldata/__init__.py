@@ -14,7 +14,19 @@ from .keydata import KeyData
 from .reader import DataCollection, H5File, RunDirectory, open_run
 from .sourcedata import SourceData
 from . import (aliases, exceptions, file_access, keydata, locality, read_machinery,
-               reader, recipes, run_files_map, sourcedata, utils, voview)
+               reader, recipes, run_files_map, sourcedata, utils)
+
+# Imported on first use: ``xfeldata.voview`` still works as an attribute, but
+# ``python -m xfeldata.voview`` does not find the module imported already
+# (runpy would warn), and ``import xfeldata`` does not load the writers.
+_LAZY_SUBMODULES = frozenset({'voview'})
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f'{__name__}.{name}')
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     'H5File', 'RunDirectory', 'open_run', 'FileAccess', 'DataCollection',
