@@ -10,10 +10,25 @@ output (the byte shuffle undone by the same copy).
 
 It is used only where it gives exactly what h5py gives: whole entries (no
 region of interest), fixed-size types, a chunked layout whose filters it can
-decode (deflate, shuffle: :func:`xfeldata.core.h5chunks.decode_pipeline`),
-every needed chunk allocated, decoded sizes as expected. Anything else, or a
-chunk that fails to decode, goes to the h5py path, which reports real damage.
-A property test checks both paths byte-identical (properties/test_direct_laws.py).
+decode (deflate, shuffle, and with the ``compress`` extra LZ4 and bitshuffle:
+:func:`xfeldata.core.h5chunks.decode_pipeline`), every needed chunk
+allocated, decoded sizes as expected. Anything else, or a chunk that fails to
+decode, goes to the h5py path, which reports real damage. Property tests check
+both paths byte-identical (properties/test_direct_laws.py,
+properties/test_direct_plugin_laws.py).
+
+Plugin filters (LZ4 32004, bitshuffle 32008) are claimed only when HDF5 can
+read them too (``hdf5plugin`` registers them and others, such as blosc and
+zstd; it is imported here the first time a dataset with a filter HDF5 lacks
+is met) and their decoder imports (``lz4`` for LZ4
+blocks; the bit transposition is numpy). Bitshuffle pipelines stay on h5py
+under ``'auto'`` (:data:`AUTO_H5PY_STEPS`: hdf5plugin's SIMD decoder is faster
+than this numpy one even with 2 threads), and so does LZ4 when decoding has
+one thread (:data:`AUTO_H5PY_STEPS_ONE_THREAD`: no faster per chunk than
+HDF5's); ``read_path='direct'`` uses them.
+
+Chunk tables of big datasets are also kept on disk (:mod:`xfeldata._chunk_cache`),
+so a new process does not walk HDF5's chunk index again.
 
 Which path: :func:`xfeldata._execute.execute`'s ``read_path`` argument
 (``'auto'``, ``'direct'``, ``'h5py'``), defaulting to the ``XFELDATA_READ_PATH``
@@ -21,15 +36,19 @@ environment variable, else ``'auto'``.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import struct
 import threading
 import h5py
 import numpy as np
 
-from . import compression
-from .core.h5chunks import StorageChunks, chunk_copies, decode_pipeline
+from . import _chunk_cache, compression
+from .core.h5chunks import (PLUGIN_FILTERS, StorageChunks, bitshuffle_default_block,
+                            bitshuffle_params, chunk_copies, decode_pipeline, step_modules)
 
-__all__ = ['storage_chunks', 'direct_reason', 'read_groups', 'READ_PATHS']
+__all__ = ['storage_chunks', 'direct_reason', 'read_groups', 'READ_PATHS', 'AUTO_H5PY_STEPS',
+           'AUTO_H5PY_STEPS_ONE_THREAD', 'codec_reason']
 
 READ_PATHS = ('auto', 'direct', 'h5py')
 
@@ -38,34 +57,77 @@ MIN_CHUNK_BYTES = 4096
 #: Stored bytes per thread task (several small chunks share one task).
 TASK_BYTES = 1 << 20
 
+#: Decode steps ``'auto'`` leaves to h5py because h5py (hdf5plugin) decodes them
+#: faster (benchmarks/bench_direct.py: bitshuffle-LZ4 detector frames, 2 cores:
+#: hdf5plugin's SIMD bit transposition uses a third of this numpy one's CPU time).
+AUTO_H5PY_STEPS = frozenset({'bitunshuffle', 'bitunshuffle-lz4'})
+#: ... and those it leaves to h5py when decoding has one thread only: LZ4 costs
+#: about as much CPU time here as in HDF5 (lz4 gains from threads, not per chunk).
+AUTO_H5PY_STEPS_ONE_THREAD = frozenset({'lz4'})
+
 _memo = {}                 # (path, dataset, file identity) -> StorageChunks or reason
 _memo_lock = threading.Lock()
+_modules = {}              # import name -> module, or None if it does not import
 
 
 class _Unusable(Exception):
     """A chunk could not be decoded here: the h5py path reads its dataset."""
 
 
-def _file_identity(path):
-    st = os.stat(path)
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
 def storage_chunks(dsid, path: str, name: str):
     """The dataset's :class:`StorageChunks`, or a string saying why the direct path can't.
 
     Asks HDF5 for the chunk index once per dataset (``chunk_iter``) and
-    remembers it for the process, keyed by the file's size, mtime and inode.
+    remembers it for the process, keyed by the file's size, mtime and inode;
+    big tables are also kept on disk (:mod:`xfeldata._chunk_cache`) for the
+    next process.
     """
-    key = (path, name, _file_identity(path))
+    ident = _chunk_cache.file_identity(path)
+    key = (path, name, ident)
     with _memo_lock:
         known = _memo.get(key)
     if known is not None:
         return known
-    found = _scan_chunks(dsid)
+    found = _scan_chunks(dsid, path, name, ident)
     with _memo_lock:
         _memo[key] = found
     return found
+
+
+def _module(name):
+    """The module ``name`` if it imports (remembered for the process), else None."""
+    if name not in _modules:
+        try:
+            _modules[name] = importlib.import_module(name)
+        except Exception:   # noqa: BLE001 - missing or broken: the capability is off
+            _modules[name] = None
+    return _modules[name]
+
+
+def _hdf5_has_filter(fid: int) -> bool:
+    """Whether HDF5 can decode filter ``fid``, importing hdf5plugin if it is missing."""
+    if h5py.h5z.filter_avail(fid):
+        return True
+    if _module('hdf5plugin') is None:
+        return False
+    return bool(h5py.h5z.filter_avail(fid))
+
+
+def codec_reason(filters, steps) -> str | None:
+    """Why the direct path must not decode this pipeline here (None if it may).
+
+    Plugin filters are decoded only when HDF5 can decode them as well
+    (hdf5plugin registered), so that the direct path never reads what h5py
+    could not; each decode step's optional module must import.
+    """
+    for fid in sorted({int(f) for f, _ in filters} & PLUGIN_FILTERS):
+        if not _hdf5_has_filter(fid):
+            return (f"filter {fid} is not available to HDF5 here (install the 'compress' "
+                    "extra: hdf5plugin)")
+    for mod in step_modules(steps):
+        if _module(mod) is None:
+            return f"decoding needs the {mod.split('.')[0]} package (the 'compress' extra)"
+    return None
 
 
 class Unwritten:
@@ -82,7 +144,7 @@ class Unwritten:
         self.fill, self.length = fill, length
 
 
-def _scan_chunks(dsid):
+def _scan_chunks(dsid, path, name, ident):
     dcpl = dsid.get_create_plist()
     layout = dcpl.get_layout()
     if layout == h5py.h5d.VIRTUAL:
@@ -90,6 +152,28 @@ def _scan_chunks(dsid):
     dtype = dsid.dtype
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         return f'element type {dtype} is not a plain number'
+    steps = reason = None
+    if layout == h5py.h5d.CHUNKED:
+        filters = tuple((int(f[0]), tuple(int(v) for v in f[2]))
+                        for f in (dcpl.get_filter(i) for i in range(dcpl.get_nfilters())))
+        for fid, _ in filters:      # let h5py read what hdf5plugin can register (blosc, ...)
+            _hdf5_has_filter(fid)
+        steps = decode_pipeline(filters)
+        if isinstance(steps, str):
+            reason = steps
+        elif not steps:
+            reason = 'not compressed (h5py reads it as fast)'
+        elif not hasattr(dsid, 'chunk_iter'):
+            reason = 'h5py/HDF5 too old for chunk_iter'
+        else:
+            reason = codec_reason(filters, steps)
+        if reason is None:
+            # A cached table (never empty) spares walking the chunk index,
+            # including get_num_chunks below.
+            shape, chunk_shape = tuple(dsid.shape), tuple(dcpl.get_chunk())
+            table = _chunk_cache.load(path, ident, name, shape, chunk_shape, dtype.str, filters)
+            if table is not None:
+                return _worth_threads(table)
     if layout in (h5py.h5d.CHUNKED, h5py.h5d.CONTIGUOUS) and dcpl.get_external_count() == 0:
         unwritten = (dsid.get_num_chunks() == 0 if layout == h5py.h5d.CHUNKED
                      else dsid.get_storage_size() == 0)
@@ -102,24 +186,23 @@ def _scan_chunks(dsid):
             return Unwritten(fill, dsid.shape[0] if dsid.shape else 0)
     if layout != h5py.h5d.CHUNKED:
         return 'not chunked'
-    filters = tuple((int(f[0]), tuple(int(v) for v in f[2]))
-                    for f in (dcpl.get_filter(i) for i in range(dcpl.get_nfilters())))
-    steps = decode_pipeline(filters)
-    if isinstance(steps, str):
-        return steps
-    if not steps:
-        return 'not compressed (h5py reads it as fast)'
+    if reason is not None:
+        return reason
     infos = []
-    if not hasattr(dsid, 'chunk_iter'):
-        return 'h5py/HDF5 too old for chunk_iter'
     dsid.chunk_iter(infos.append)
-    n, ndim = len(infos), len(dsid.shape)
+    n, ndim = len(infos), len(shape)
     offsets = np.array([i.chunk_offset for i in infos], dtype=np.int64).reshape(n, ndim)
     table = StorageChunks.build(
-        dsid.shape, dcpl.get_chunk(), dtype, filters, offsets,
+        shape, chunk_shape, dtype, filters, offsets,
         np.fromiter((i.byte_offset for i in infos), np.uint64, n),
         np.fromiter((i.size for i in infos), np.uint64, n),
         np.fromiter((i.filter_mask for i in infos), np.uint32, n))
+    _chunk_cache.store(path, ident, name, table)
+    return _worth_threads(table)
+
+
+def _worth_threads(table):
+    n = table.n_chunks
     if n and int(table.sizes.sum()) < MIN_CHUNK_BYTES * n:
         return 'chunks too small to gain from threads'
     return table
@@ -144,8 +227,12 @@ def _inflated(raw: bytes, table: StorageChunks, mask: int, steps: tuple):
     """Undo every filter but a final shuffle: ``(bytes, shuffled)``."""
     data, nfilt, shuffled = raw, len(table.filters), False
     itemsize = np.dtype(table.dtype).itemsize
+    # No filter of a pipeline the direct path decodes makes data much bigger:
+    # a header claiming more is damage, not a reason to allocate it.
+    limit = table.chunk_nbytes + table.chunk_nbytes // 2 + 4096
     for k, step in enumerate(steps):
-        if mask & (1 << (nfilt - 1 - k)):
+        index = nfilt - 1 - k          # the filter's position in the pipeline
+        if mask & (1 << index):
             continue       # this filter was skipped when the chunk was written
         if shuffled:       # a shuffle before another decode step: undo it now
             data, shuffled = _unshuffle(data, itemsize, None), False
@@ -153,9 +240,166 @@ def _inflated(raw: bytes, table: StorageChunks, mask: int, steps: tuple):
             data = compression.inflate(data)
         elif step == 'unshuffle':
             shuffled = itemsize > 1
+        elif step == 'lz4':
+            data = _lz4_decode(data, limit)
+        else:              # 'bitunshuffle' or 'bitunshuffle-lz4'
+            data = _bitshuffle_decode(data, table.filters[index][1],
+                                      step == 'bitunshuffle-lz4', limit)
     if len(data) != table.chunk_nbytes:
         raise _Unusable('decoded size')
     return data, shuffled
+
+
+# -- LZ4 and bitshuffle (hdf5plugin's filters) ------------------------------------------------
+
+_HEADER = struct.Struct('>QI')     # total decoded bytes, bytes per block
+_BLOCK = struct.Struct('>I')       # stored bytes of one block
+
+
+def _lz4_blocks(data, pos, sizes, decompress, raw_if_same: bool):
+    """Decode LZ4 blocks of the given decoded ``sizes`` from ``pos``: ``(parts, end)``.
+
+    Each block is a 4-byte big-endian stored size and that many bytes. With
+    ``raw_if_same`` (the HDF5 LZ4 filter, which stores a block raw when
+    compression would not shrink it), a block whose stored size equals its
+    decoded size is raw; bitshuffle always compresses.
+    """
+    mv, n, parts = memoryview(data), len(data), []
+    for size in sizes:
+        if pos + 4 > n:
+            raise _Unusable('lz4: truncated')
+        (stored,) = _BLOCK.unpack_from(data, pos)
+        pos += 4
+        if stored > n - pos:
+            raise _Unusable('lz4: truncated')
+        src = mv[pos:pos + stored]
+        pos += stored
+        if raw_if_same and stored == size:
+            parts.append(src)
+            continue
+        part = decompress(src, uncompressed_size=size)
+        if len(part) != size:
+            raise _Unusable('lz4: block size')
+        parts.append(part)
+    return parts, pos
+
+
+def _lz4_decode(data, limit: int):
+    """Undo the HDF5 LZ4 filter (32004).
+
+    Stream: 8-byte big-endian total decoded size, 4-byte big-endian block size
+    (bytes), then the blocks (:func:`_lz4_blocks`), nothing after them.
+    ``lz4.block.decompress`` releases the GIL.
+    """
+    if len(data) < _HEADER.size:
+        raise _Unusable('lz4: no header')
+    total, block = _HEADER.unpack_from(data, 0)
+    if total > limit or (total and block <= 0):
+        raise _Unusable('lz4: header')
+    full, last = divmod(total, block) if total else (0, 0)
+    sizes = [block] * full + ([last] if last else [])
+    parts, end = _lz4_blocks(data, _HEADER.size, sizes, _module('lz4.block').decompress, True)
+    if end != len(data):
+        raise _Unusable('lz4: trailing bytes')
+    if len(parts) == 1:
+        return parts[0]
+    return b''.join(parts)
+
+
+def _bitshuffle_decode(data, options, lz4: bool, limit: int) -> np.ndarray:
+    """Undo the bitshuffle filter (32008), without or with its LZ4 compression.
+
+    Without compression the stream is the shuffled data itself, in blocks of
+    the filter's block size (its options, or the default for the element
+    size). With LZ4: 8-byte big-endian total decoded size, 4-byte big-endian
+    block size in bytes, one LZ4 block (4-byte big-endian stored size, bytes)
+    per block of elements, the last partial block rounded down to a multiple
+    of 8 elements; the last ``n % 8`` elements follow as they are.
+    """
+    elem, block, _ = bitshuffle_params(options)
+    if not lz4:
+        if len(data) % elem:
+            raise _Unusable('bitshuffle: size')
+        return _bitunshuffle(np.frombuffer(data, np.uint8), elem,
+                             block or bitshuffle_default_block(elem))
+    if len(data) < _HEADER.size:
+        raise _Unusable('bitshuffle: no header')
+    total, block_bytes = _HEADER.unpack_from(data, 0)
+    if total > limit or total % elem or block_bytes <= 0 or block_bytes % (8 * elem):
+        raise _Unusable('bitshuffle: header')
+    block = block_bytes // elem
+    full, rest = divmod(total // elem, block)
+    sizes = [block_bytes] * full + ([(rest - rest % 8) * elem] if rest >= 8 else [])
+    parts, end = _lz4_blocks(data, _HEADER.size, sizes, _module('lz4.block').decompress,
+                             False)
+    if len(data) - end != (rest % 8) * elem:
+        raise _Unusable('bitshuffle: trailing bytes')
+    parts.append(memoryview(data)[end:])
+    return _bitunshuffle(np.frombuffer(b''.join(parts), np.uint8), elem, block)
+
+
+def _bitunshuffle(buf: np.ndarray, elem: int, block: int) -> np.ndarray:
+    """Undo the bit transposition of ``buf`` (blocks of ``block`` elements of ``elem`` bytes).
+
+    The last partial block is transposed over its largest multiple of 8
+    elements; the remaining elements are stored as they are.
+    """
+    out = np.empty(len(buf), np.uint8)
+    n = len(buf) // elem
+    full, rest = divmod(n, block)
+    done = full * block * elem
+    if full:
+        _unshuffle_bits(buf[:done], full, block, elem, out[:done])
+    tail = (rest - rest % 8) * elem
+    if tail:
+        _unshuffle_bits(buf[done:done + tail], 1, rest - rest % 8, elem, out[done:done + tail])
+    out[done + tail:] = buf[done + tail:]
+    return out
+
+
+def _repeat(byte: int, dtype):
+    return dtype(int.from_bytes(bytes([byte]) * np.dtype(dtype).itemsize, 'little'))
+
+
+def _unshuffle_bits(src: np.ndarray, nblocks: int, n: int, elem: int, dst: np.ndarray):
+    """Undo bitshuffle's transposition of ``nblocks`` whole blocks of ``n`` elements.
+
+    A block stores, for byte ``j`` of the element and bit ``k`` of that byte,
+    a row of ``n / 8`` bytes holding that bit of every element (element ``i``
+    at bit ``i % 8`` of byte ``i // 8``). Within each group of 8 rows
+    (``k = 0..7``) the bytes at one position form an 8x8 bit matrix; three
+    rounds of masked swaps between the rows (4, 2, then 1 apart) transpose
+    every such matrix at once, in place, after which row ``b`` byte ``m`` is
+    byte ``j`` of element ``8 m + b``. One copy then puts the bytes in
+    element order. All blocks of a chunk are done together.
+    """
+    rows = n // 8
+    a = src.reshape(nblocks, elem, 8, rows).copy()
+    words = a.view(np.uint64) if rows % 8 == 0 else a     # same swaps, 8 bytes at a time
+    wt = words.dtype.type
+    w = words.shape[-1]
+    for shape, shift, mask in (((nblocks, elem, 2, 4, w), 4, 0x0F),
+                               ((nblocks, elem, 2, 2, 2, w), 2, 0x33),
+                               ((nblocks, elem, 4, 2, w), 1, 0x55)):
+        v = words.reshape(shape)
+        lo, hi = (v[:, :, 0], v[:, :, 1]) if shift == 4 else (v[:, :, :, 0], v[:, :, :, 1])
+        t = lo >> wt(shift)
+        t ^= hi
+        t &= _repeat(mask, wt)
+        hi ^= t
+        t <<= wt(shift)
+        lo ^= t
+    # a[block, j, b, m] is byte j of element 8 m + b of the block.
+    uint = _UINTS.get(elem)
+    if elem == 1:
+        dst.reshape(nblocks, rows, 8)[...] = a.reshape(nblocks, 8, rows).transpose(0, 2, 1)
+    elif uint is not None and np.little_endian:
+        acc = a[:, 0].astype(uint)          # byte planes into whole elements, then order them
+        for j in range(1, elem):
+            acc |= a[:, j].astype(uint) << uint(8 * j)
+        dst.view(uint).reshape(nblocks, rows, 8)[...] = acc.transpose(0, 2, 1)
+    else:
+        dst.reshape(nblocks, rows, 8, elem)[...] = a.transpose(0, 3, 2, 1)
 
 
 _UINTS = {2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -251,6 +495,7 @@ def read_groups(groups, out, roi, threads=None, force=False) -> list:
     without a region of interest.
     """
     left, jobs = [], []
+    threads = compression.num_threads() if threads is None else max(1, int(threads))
     for (path, name), (dsid, steps) in groups.items():
         table = storage_chunks(dsid, path, name)
         if isinstance(table, Unwritten):
@@ -261,6 +506,8 @@ def read_groups(groups, out, roi, threads=None, force=False) -> list:
             reason = 'rows beyond the dataset'     # h5py path raises the clear error
         else:
             reason = direct_reason(table, out, roi)
+            if reason is None and not force:
+                reason = _auto_reason(decode_pipeline(table.filters), threads)
         copies = None
         if reason is None:
             src = np.concatenate([np.arange(s.src_start, s.src_stop) for s in steps])
@@ -301,6 +548,15 @@ def read_groups(groups, out, roi, threads=None, force=False) -> list:
     return left
 
 
+def _auto_reason(steps, threads) -> str | None:
+    """Why ``'auto'`` leaves a decodable pipeline to h5py (None if it reads it directly)."""
+    if not AUTO_H5PY_STEPS.isdisjoint(steps):
+        return "h5py decodes bitshuffle faster ('auto'); read_path='direct' forces it"
+    if threads == 1 and not AUTO_H5PY_STEPS_ONE_THREAD.isdisjoint(steps):
+        return "with one thread h5py decodes LZ4 as fast ('auto'); read_path='direct' forces it"
+    return None
+
+
 def _run_all(work, out, threads) -> set:
     """Run the tasks (in the shared pool when worth it); keys of datasets that failed."""
     failed = set()
@@ -314,12 +570,11 @@ def _run_all(work, out, threads) -> set:
         except _Unusable:
             failed.add(key)
 
-    n = compression.num_threads() if threads is None else max(1, int(threads))
-    if n == 1 or len(work) == 1:
+    if threads == 1 or len(work) == 1:
         for item in work:
             run(item)
     else:
-        list(compression.thread_pool(n).map(run, work))
+        list(compression.thread_pool(threads).map(run, work))
     return failed
 
 

@@ -8,6 +8,9 @@ HDF5's global lock. This module holds the parts that need no file:
 
 * :func:`decode_pipeline`: the filter pipeline as decode steps, or the reason
   the direct path cannot decode it (then the h5py path reads the dataset);
+  :func:`step_modules` names the optional modules the steps need (the effects
+  layer checks they import), :func:`bitshuffle_params` reads the bitshuffle
+  filter's options;
 * :func:`chunk_copies`: for the rows a read plan wants (source row -> output
   row), the stored chunks to decode and the part of each to copy where.
 
@@ -15,6 +18,8 @@ Examples
 --------
 >>> decode_pipeline(((2, (2,)), (1, (4,))))        # shuffle, then deflate
 ('inflate', 'unshuffle')
+>>> decode_pipeline(((32008, (0, 4, 2, 0, 2)),))  # bitshuffle with LZ4 (hdf5plugin)
+('bitunshuffle-lz4',)
 >>> decode_pipeline(((32001, ()),))
 'filter 32001 (blosc) has no decoder here'
 """
@@ -28,15 +33,23 @@ import numpy as np
 
 from .records import readonly
 
-__all__ = ['DEFLATE', 'SHUFFLE', 'FLETCHER32', 'StorageChunks', 'ChunkCopy',
-           'decode_pipeline', 'chunk_copies', 'chunk_grid']
+__all__ = ['DEFLATE', 'SHUFFLE', 'FLETCHER32', 'LZ4', 'BITSHUFFLE', 'PLUGIN_FILTERS',
+           'StorageChunks', 'ChunkCopy', 'decode_pipeline', 'step_modules',
+           'bitshuffle_params', 'bitshuffle_default_block', 'chunk_copies', 'chunk_grid']
 
 DEFLATE, SHUFFLE, FLETCHER32 = 1, 2, 3
+#: HDF5 filters registered by plugins (hdf5plugin): h5py reads them only once
+#: ``import hdf5plugin`` has registered them with HDF5.
+LZ4, BITSHUFFLE = 32004, 32008
+PLUGIN_FILTERS = frozenset({LZ4, BITSHUFFLE})
 _NAMES = {1: 'deflate', 2: 'shuffle', 3: 'fletcher32', 4: 'szip', 5: 'nbit',
           6: 'scaleoffset', 32001: 'blosc', 32004: 'lz4', 32008: 'bitshuffle',
           32015: 'zstd'}
 #: decode step for each filter the direct path knows (in decode order: reversed pipeline)
-_DECODE = {DEFLATE: 'inflate', SHUFFLE: 'unshuffle'}
+_DECODE = {DEFLATE: 'inflate', SHUFFLE: 'unshuffle', LZ4: 'lz4'}
+#: optional modules (import names) each decode step needs
+_STEP_MODULES = {'lz4': ('lz4.block',), 'bitunshuffle-lz4': ('lz4.block',)}
+_BITSHUFFLE_CODECS = {0: 'bitunshuffle', 2: 'bitunshuffle-lz4', 3: None}   # 3: zstd
 
 
 def decode_pipeline(filters) -> tuple | str:
@@ -45,14 +58,75 @@ def decode_pipeline(filters) -> tuple | str:
     ``filters`` is the pipeline in encode order, as ``(filter id, options)``
     pairs (:attr:`xfeldata.core.records.KeyInfo.filters`). The steps come in
     decode order. An empty pipeline gives ``()``.
+
+    Steps: ``'inflate'`` (deflate), ``'unshuffle'`` (HDF5's byte shuffle),
+    ``'lz4'`` (the HDF5 LZ4 filter 32004), ``'bitunshuffle'`` and
+    ``'bitunshuffle-lz4'`` (the bitshuffle filter 32008 without and with its
+    LZ4 compression). Bitshuffle with zstd, and every other filter, has none.
     """
     steps = []
-    for fid, _opts in reversed(tuple(filters)):
-        step = _DECODE.get(int(fid))
+    for fid, opts in reversed(tuple(filters)):
+        fid = int(fid)
+        if fid == BITSHUFFLE:
+            params = bitshuffle_params(opts)
+            if isinstance(params, str):
+                return params
+            step = _BITSHUFFLE_CODECS[params[2]]
+        else:
+            step = _DECODE.get(fid)
         if step is None:
-            return f"filter {fid} ({_NAMES.get(int(fid), 'unknown')}) has no decoder here"
+            return f"filter {fid} ({_NAMES.get(fid, 'unknown')}) has no decoder here"
         steps.append(step)
     return tuple(steps)
+
+
+def step_modules(steps) -> tuple:
+    """The optional modules (import names) the decode ``steps`` need, sorted.
+
+    >>> step_modules(('lz4', 'unshuffle'))
+    ('lz4.block',)
+    """
+    return tuple(sorted({m for s in steps for m in _STEP_MODULES.get(s, ())}))
+
+
+def bitshuffle_default_block(elem_size: int) -> int:
+    """Elements per block the bitshuffle filter uses when its options say 0.
+
+    About 8 KiB of data, a multiple of 8 elements, at least 128 elements
+    (checked against hdf5plugin's filter for element sizes 1 to 100).
+
+    >>> [bitshuffle_default_block(n) for n in (1, 2, 3, 100)]
+    [8192, 4096, 2728, 128]
+    """
+    return max(128, (8192 // int(elem_size)) // 8 * 8)
+
+
+def bitshuffle_params(options) -> tuple | str:
+    """``(element size, elements per block, compression)`` of a bitshuffle filter.
+
+    ``options`` are the filter's stored values: format version (2 values),
+    element size, block size in elements (0: the default), compression (0:
+    none, 2: LZ4, 3: zstd), possibly a compression level. The block size is
+    as stored (0 for the default; with LZ4 each chunk's header repeats it).
+    Returns a string saying why the options cannot be decoded here.
+
+    >>> bitshuffle_params((0, 4, 2, 0, 2))
+    (2, 0, 2)
+    >>> bitshuffle_params((0, 4, 4, 0, 3))
+    'filter 32008 (bitshuffle) with zstd compression has no decoder here'
+    """
+    opts = tuple(int(v) for v in options)
+    if len(opts) < 3 or opts[2] < 1:
+        return 'filter 32008 (bitshuffle) options give no element size'
+    block = opts[3] if len(opts) > 3 else 0
+    comp = opts[4] if len(opts) > 4 else 0
+    if block < 0 or block % 8:
+        return f'filter 32008 (bitshuffle) block size {block} is not a multiple of 8'
+    if comp not in _BITSHUFFLE_CODECS:
+        return f'filter 32008 (bitshuffle) compression {comp} is unknown'
+    if _BITSHUFFLE_CODECS[comp] is None:
+        return 'filter 32008 (bitshuffle) with zstd compression has no decoder here'
+    return opts[2], block, comp
 
 
 @attrs.frozen(eq=False)
