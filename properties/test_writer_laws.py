@@ -159,3 +159,118 @@ def test_voview_round_trip(tmp_path, spec):
     via = xfeldata.RunDirectory(m.directory)
     assert [fa.filename for fa in via.files] == [path]
     assert_same_data(plain, via)
+
+
+# -- fast paths of the copying writer (xfeldata._write_fast) ----------------------------------
+
+class _PerKeyWriter(writer.FileWriter):
+    """Overrides copy_dataset, which turns the batched small-key path off."""
+
+    def copy_dataset(self, source, key):
+        return super().copy_dataset(source, key)
+
+
+def _datasets(path) -> dict:
+    """Every dataset of a file: dtype, shape, chunks, filters and values (plain h5py)."""
+    import h5py
+    out = {}
+    with h5py.File(path, 'r') as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                data = obj[()]
+                out[name] = (obj.dtype, obj.shape, obj.maxshape, obj.chunks, obj.compression,
+                             data.tolist() if data.dtype.hasobject else data.tobytes())
+        f.visititems(visit)
+    return out
+
+
+@SETTINGS
+@given(spec=run_specs(max_trains=8, max_aggregators=2, max_sequences=2),
+       inc_suspect=st.booleans(), data=st.data())
+def test_key_plans_and_batches_equal_per_key_path(tmp_path, spec, inc_suspect, data):
+    """The plan derived from the index group's plan is ``KeyData.plan()``, and small keys
+    copied in batches give the same file content as copying key by key."""
+    from xfeldata._write_fast import key_plan
+    run, d = _open(tmp_path, spec, inc_suspect)
+    sel = data.draw(selections(run))
+    for src in sorted(sel.all_sources):
+        sd = sel[src]
+        by_group = {}
+        for key in sorted(sd.keys()):
+            kd = sd[key]
+            base = by_group.setdefault(kd.index_group, kd.plan())
+            assert key_plan(base, kd) == kd.plan(), (src, key)
+    batched, per_key = f"{d}-batched.h5", f"{d}-per-key.h5"
+    sel.write(batched, progress=False)
+    with _PerKeyWriter(per_key, sel) as w:
+        w.write()
+    assert _datasets(batched) == _datasets(per_key)
+
+
+@SETTINGS
+@given(n=st.integers(1, 12), c0=st.integers(1, 3), tile=st.booleans(),
+       gzip=st.booleans(), hdf5_reads=st.booleans(), data=st.data())
+def test_stored_chunk_copy_is_byte_identical(tmp_path, n, c0, tile, gzip, hdf5_reads, data):
+    """Keys copied as stored chunks (positional reads, or HDF5's chunk reads) hold
+    exactly the source's chunk bytes and read back as a decoding copy does."""
+    import h5py
+
+    from xfeldata import _write_fast
+    tids = np.arange(7000, 7000 + n, dtype=np.uint64)
+    counts = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)))
+    starts = data.draw(st.lists(st.integers(1, max(1, n - 1)), max_size=2, unique=True))
+    starts = tuple(sorted(x for x in starts if 0 < x < n))
+    # 64 x 32 int16 = 4 KiB entries: unfiltered chunks of a whole entry are copied stored,
+    # unfiltered tiles (1 KiB) are not.
+    chunks = (c0, 32, 16) if tile else (c0, 64, 32)
+    opts = {'compression': 'gzip', 'compression_opts': 1} if gzip else {}
+    src = InstrumentSource('RAW/BYTES/X:out', {'g.z': Key(np.int16, (64, 32), chunks=chunks,
+                                                          **opts)}, groups={'g': counts})
+    m = write_example(tmp_path, RunSpec(tids, [Aggregator('DA01', [src],
+                                                          sequence_starts=starts)]))
+    run = xfeldata.RunDirectory(m.directory, _use_voview=False)
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    if mask.any():
+        run = run.select_trains(xfeldata.by_id[tids[mask]])
+    saved = writer.RAW_COPY_MIN_BYTES, _write_fast._pread_base, _write_fast.copy_chunks_raw
+    stored = []
+
+    def spy(plan, dest, progress=None):
+        done = saved[2](plan, dest, progress)
+        if plan.label.endswith(' g.z'):
+            stored.append(done)
+        return done
+    try:
+        writer.RAW_COPY_MIN_BYTES = 0
+        _write_fast.copy_chunks_raw = spy
+        if hdf5_reads:
+            _write_fast._pread_base = lambda path: None
+        raw = f"{m.directory}-stored.h5"
+        run.write(raw, progress=False)
+        writer.RAW_COPY_MIN_BYTES = 1 << 62       # every key decoded and re-encoded
+        decoded = f"{m.directory}-decoded.h5"
+        run.write(decoded, progress=False)
+    finally:
+        writer.RAW_COPY_MIN_BYTES, _write_fast._pread_base, _write_fast.copy_chunks_raw = saved
+    chunk_bytes = int(np.prod(chunks)) * 2
+    if c0 == 1 and (gzip or chunk_bytes >= _write_fast.RAW_UNFILTERED_MIN_CHUNK):
+        assert stored == [True] or not len(run.train_ids) or not counts[mask if mask.any()
+                                                                         else slice(None)].any()
+    name = 'INSTRUMENT/RAW/BYTES/X:out/g/z'
+    plan = run['RAW/BYTES/X:out', 'g.z'].plan()
+    with h5py.File(raw, 'r') as fr, h5py.File(decoded, 'r') as fd:
+        np.testing.assert_array_equal(fr[name][()], fd[name][()])
+        np.testing.assert_array_equal(
+            fr[name][()], m.expected('RAW/BYTES/X:out', 'g.z', np.asarray(run.train_ids)))
+        if stored != [True]:
+            return      # steps not on chunk boundaries: decoded, as the other file
+        ds = fr[name]
+        grid = [(i, j) for i in range(0, 64, chunks[1]) for j in range(0, 32, chunks[2])]
+        for s in plan.steps:     # every output chunk is its source chunk, byte for byte
+            with h5py.File(s.path, 'r') as fs:
+                sds = fs[s.dataset]
+                for r in range(s.src_start, s.src_stop, c0):
+                    for i, j in grid:
+                        want = sds.id.read_direct_chunk((r, i, j))
+                        got = ds.id.read_direct_chunk((s.dst_start + r - s.src_start, i, j))
+                        assert got == want

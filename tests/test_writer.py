@@ -294,14 +294,18 @@ def test_failure_midway_leaves_no_file(demo, tmp_path, monkeypatch):
     target = tmp_path / 'out.h5'
     target.write_bytes(b'previous content')
     calls = []
-    real = writer.copy_plan_rows
+    # Large keys go through copy_plan_rows, small ones through batches: fail the 5th copy.
+    from xfeldata import _write_fast
 
-    def failing(plan, dest, *a, **kw):
-        calls.append(plan.label)
-        if len(calls) == 5:
-            raise OSError(28, 'No space left on device')
-        return real(plan, dest, *a, **kw)
-    monkeypatch.setattr(writer, 'copy_plan_rows', failing)
+    def failing(real):
+        def copy(*a, **kw):
+            calls.append(1)
+            if len(calls) == 5:
+                raise OSError(28, 'No space left on device')
+            return real(*a, **kw)
+        return copy
+    monkeypatch.setattr(writer, 'copy_plan_rows', failing(writer.copy_plan_rows))
+    monkeypatch.setattr(_write_fast, 'copy_small_keys', failing(_write_fast.copy_small_keys))
     with pytest.raises(OSError, match='No space left'):
         run.write(target, progress=False)
     assert len(calls) == 5
@@ -500,3 +504,141 @@ def test_raw_chunk_copy_paths(tmp_path, monkeypatch):
     with h5py.File(tmp_path / 'o0.h5', 'r') as f:
         ds = f['INSTRUMENT/R/A/W:out/a/tiles']
         assert ds.chunks == (1, 3, 4) and ds.compression == 'gzip'
+
+
+# -- fast paths (xfeldata._write_fast) ------------------------------------------------------
+
+def _two_file_run(tmp_path):
+    tids = np.arange(100, 112, dtype=np.uint64)
+    ctrl = ControlSource('A/B/C', {'x': 'f8', 'v': (np.int32, (3,))})
+    inst = InstrumentSource('A/B/C:out', {
+        'd.frames': Key(np.int16, (64, 32), chunks=(1, 64, 32)),    # 4 KiB chunks
+        'd.small': Key(np.uint32, (2,)),
+    }, groups={'d': np.array([2, 1, 0, 3, 2, 2, 1, 0, 2, 3, 1, 2])})
+    return write_run(tmp_path / 'run', RunSpec(tids, [Aggregator('DA01', [ctrl, inst],
+                                                                 sequence_starts=(6,))]))
+
+
+def test_small_key_errors_name_the_file(tmp_path):
+    """Batched small keys fail as the plan executor does: a key missing from a later
+    file is a KeyError naming it; a dataset shorter than its INDEX is a TypeError."""
+    m = _two_file_run(tmp_path)
+    second = m.files[1].path
+    with h5py.File(second, 'r+') as f:
+        del f['CONTROL/A/B/C/x/value']
+        v = f['CONTROL/A/B/C/v/value'][:2]
+        del f['CONTROL/A/B/C/v/value']
+        f['CONTROL/A/B/C/v/value'] = v
+    run = xfeldata.RunDirectory(m.directory, _use_voview=False)
+    with pytest.raises(KeyError, match=os.path.basename(second)):
+        run.select('A/B/C', 'x').write(tmp_path / 'x.h5', progress=False)
+    with pytest.raises(TypeError, match='INDEX points past the end'):
+        run.select('A/B/C', 'v').write(tmp_path / 'v.h5', progress=False)
+    for name in ('x', 'v'):      # the executor agrees
+        with pytest.raises((KeyError, TypeError)):
+            run['A/B/C', f'{name}.value'].ndarray()
+    assert sorted(os.listdir(tmp_path)) == ['run']
+
+
+def test_sparse_source_stays_sparse_on_both_stored_chunk_paths(tmp_path, monkeypatch):
+    """Chunks a source never wrote are not written (positional reads and HDF5's chunk
+    reads alike); the others are copied, values as the source reads."""
+    from xfeldata import _write_fast
+    m = _two_file_run(tmp_path)
+    name = 'INSTRUMENT/A/B/C:out/d/frames'
+    for fm in m.files:      # rewrite the key keeping only every other stored chunk
+        with h5py.File(fm.path, 'r+') as f:
+            old = f[name]
+            data, dcpl = old[()], old.id.get_create_plist()
+            tid = old.id.get_type()
+            del f[name]
+            space = h5py.h5s.create_simple(data.shape, (h5py.h5s.UNLIMITED,) + data.shape[1:])
+            new = h5py.Dataset(h5py.h5d.create(f.id, name.encode(), tid, space, dcpl=dcpl))
+            for r in range(0, len(data), 2):
+                new[r] = data[r]
+    run = xfeldata.RunDirectory(m.directory, _use_voview=False).select_trains(np.s_[1:])
+    want = run['A/B/C:out', 'd.frames'].ndarray()
+    plan = run['A/B/C:out', 'd.frames'].plan()
+    stored = 0
+    for s in plan.steps:
+        with h5py.File(s.path, 'r') as f:
+            stored += sum(1 for r in range(s.src_start, s.src_stop)
+                          if f[name].id.get_chunk_info_by_coord((r, 0, 0)).byte_offset
+                          is not None)
+    assert 0 < stored < len(want)
+    monkeypatch.setattr(writer, 'RAW_COPY_MIN_BYTES', 0)
+    for label, pread in (('pread', _write_fast._pread_base), ('hdf5', lambda p: None)):
+        monkeypatch.setattr(_write_fast, '_pread_base', pread)
+        out = tmp_path / f'{label}.h5'
+        run.write(out, progress=False)
+        with h5py.File(out, 'r') as f:
+            np.testing.assert_array_equal(f[name][()], want)
+            assert f[name].id.get_num_chunks() == stored, label
+
+
+def test_input_files_opened_by_write_are_closed(tmp_path, monkeypatch):
+    """Files the write opens are closed again (at most MAX_OPEN_INPUTS at a time);
+    files that were open before stay open."""
+    from xfeldata import _write_fast
+    from xfeldata.file_access import FileAccess
+    m = make_demo_run(tmp_path / 'r0001', n_trains=12, n_modules=2)
+    run = xfeldata.RunDirectory(m.directory, _use_voview=False)
+    paths = sorted(fi.path for fi in run._index.files)
+    keep = paths[0]
+    assert FileAccess(keep).file               # open before the write
+    peak, real_touch = [0], _write_fast.InputFiles.touch
+
+    def touch(self, path):
+        real_touch(self, path)
+        opened = [p for p in paths if p not in self.before
+                  and FileAccess._registry.get(p) is not None and FileAccess(p).valid]
+        peak[0] = max(peak[0], len(opened))
+    monkeypatch.setattr(_write_fast, 'MAX_OPEN_INPUTS', 2)
+    monkeypatch.setattr(_write_fast.InputFiles, 'touch', touch)
+    run.write(tmp_path / 'out.h5', progress=False)
+    assert 0 < peak[0] <= 2     # the cap
+    assert [p for p in paths if FileAccess(p).valid] == [keep]
+    back = xfeldata.H5File(tmp_path / 'out.h5')
+    np.testing.assert_array_equal(back[XGM_OUT, 'data.intensityTD'].ndarray(),
+                                  run[XGM_OUT, 'data.intensityTD'].ndarray())
+
+
+def test_atomic_output_lets_the_body_create_the_file(tmp_path):
+    """The temporary name is reserved and removed: h5py creates the file new (ext4
+    flushes a truncated file's data on close, which costs ~0.3 s per GB)."""
+    from xfeldata._write_util import atomic_output
+    target = tmp_path / 'x.h5'
+    with atomic_output(target) as tmp:
+        assert not os.path.exists(tmp) and os.path.dirname(tmp) == str(tmp_path)
+        with h5py.File(tmp, 'x') as f:      # 'x': fails if the file exists
+            f['a'] = 1
+    with h5py.File(target, 'r') as f:
+        assert f['a'][()] == 1
+    assert os.listdir(tmp_path) == ['x.h5']
+
+
+def test_file_with_user_block_is_copied_through_hdf5(tmp_path, monkeypatch):
+    """Chunk addresses are relative to a user block: such files are not read with
+    positional reads (they go through HDF5's chunk reads), and copy correctly."""
+    from xfeldata import _write_fast
+    m = _two_file_run(tmp_path)
+    path = m.files[0].path
+    moved = path + '.old'
+    os.rename(path, moved)
+    with h5py.File(moved, 'r') as src, h5py.File(path, 'w', userblock_size=512) as dst:
+        for name in src:
+            src.copy(src[name], dst, name=name)
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+    os.unlink(moved)
+    run = xfeldata.RunDirectory(m.directory, _use_voview=False)
+    assert _write_fast._pread_base(path) is None
+    assert _write_fast._pread_base(m.files[1].path) == 0
+    monkeypatch.setattr(writer, 'RAW_COPY_MIN_BYTES', 0)
+    run.write(tmp_path / 'out.h5', progress=False)
+    with h5py.File(tmp_path / 'out.h5', 'r') as f:
+        np.testing.assert_array_equal(f['INSTRUMENT/A/B/C:out/d/frames'][()],
+                                      run['A/B/C:out', 'd.frames'].ndarray())
+        np.testing.assert_array_equal(
+            f['INSTRUMENT/A/B/C:out/d/frames'][()],
+            m.expected('A/B/C:out', 'd.frames', np.asarray(run.train_ids, np.uint64)))

@@ -7,22 +7,32 @@ Either file opens with any EuXFEL reader (``H5File`` here, EXtra-data there).
 
 How data is copied
 ------------------
-Each key is copied from its read plan (:meth:`KeyData.plan <xfeldata.keydata.KeyData.plan>`): the plan is cut
-into pieces of at most :data:`BLOCK_BYTES` of output
-(:func:`xfeldata._outputs.partition_plan`); each piece is read into one
-reused buffer by the plan executor (:func:`xfeldata._execute.execute`) and
-written to the output rows it covers. Memory therefore stays near one block
-per key whatever the size of the run (``benchmarks/bench_write.py`` measures
-it). Large compressed keys whose steps fall on chunk boundaries and whose
-source chunks have the output's chunk shape and filters are copied as stored
-chunks (``read_direct_chunk``/``write_direct_chunk``: no decompression and
-recompression, one chunk in memory), which is what compressed detector data
-(one frame per chunk) allows; so are sparse keys (chunks never written stay
-unwritten instead of becoming fill values on disk). Uncompressed, fully
-written data is faster in blocks. New
-datasets take the source dataset's HDF5 type and dataset creation properties
-(chunk shape, filters, fill value) with the axis-0 size of the selection and
-an unlimited axis 0.
+Each key is copied from its read plan (:meth:`KeyData.plan <xfeldata.keydata.KeyData.plan>`),
+planned once per index group (every key of a group has the same steps). Three
+paths, all giving the same file (``xfeldata._write_fast`` has the details):
+
+* keys smaller than ``RAW_COPY_MIN_BYTES`` (1 MiB), nearly all control and
+  instrument keys, are copied in batches of at most ``block_bytes``: each
+  source file is visited once per batch and every key's rows are read from it
+  with one ``H5Dread``, then each key is written with one ``H5Dwrite``;
+* larger keys whose steps fall on chunk boundaries and whose source chunks
+  have the output's chunk shape and filters are copied as stored chunks
+  (no decompression and recompression; the bytes read with positional reads
+  at the addresses HDF5 reports, 1 MiB at a time, and written with
+  ``write_direct_chunk``) when they are compressed, sparse (chunks never
+  written stay unwritten instead of becoming fill values on disk) or stored
+  in chunks of at least 4 KiB (detector frames);
+* the others are cut into pieces of at most :data:`BLOCK_BYTES` of output
+  (:func:`xfeldata._outputs.partition_plan`), each read into one reused
+  buffer by the plan executor (:func:`xfeldata._execute.execute`).
+
+Memory therefore stays near one block whatever the size of the run, and the
+input files the write opens are closed again when done with, at most 32 open
+at a time (HDF5 keeps metadata in memory for each open file);
+``benchmarks/bench_write.py`` measures time and memory against a plain h5py
+copy. New datasets take the source dataset's HDF5 type and dataset creation
+properties (chunk shape, filters, fill value) with the axis-0 size of the
+selection and an unlimited axis 0.
 
 Files are written to a temporary name in the target folder and renamed when
 complete (``DataCollection.write``): a failure leaves no file under the final
@@ -31,6 +41,7 @@ writes the given path in place, as EXtra-data's classes do.
 """
 from __future__ import annotations
 
+import math
 import os.path as osp
 import warnings
 
@@ -109,6 +120,9 @@ class FileWriter:
         self.progress = progress
         self.block_bytes = int(block_bytes)
         self.file = h5py.File(self.path, 'w')
+        from ._write_fast import InputFiles
+        # Input files this write opens are closed again (bounded memory, see InputFiles).
+        self._inputs = InputFiles(fi.path for fi in data._index.files)
         self.indexes = {}        # INDEX path -> counts per written train
         self.data_sources = set()  # (root, deviceId)
         self._jobs = None
@@ -121,6 +135,9 @@ class FileWriter:
 
     def close(self):
         self.file.close()
+        inputs = getattr(self, '_inputs', None)
+        if inputs is not None:
+            inputs.close()
 
     # -- what to write -------------------------------------------------------
     @property
@@ -205,16 +222,21 @@ class FileWriter:
     def write_sources(self, selection):
         """Write every selected source (``selection``: source -> keys, for the signature)."""
         jobs = self._source_jobs()
-        plans = {}
-        for job in jobs:
-            for key in job.keys:
-                plans[job.name, key] = job.kds[key].plan()
         if self.progress is not None and not self.progress.total:
-            self.progress.total = sum(p.nbytes for p in plans.values())
-        self._plans = plans
-        for job in jobs:
-            self.prepare_source(job.name)
-            self.copy_source(job.name)
+            self.progress.total = sum(self._key_nbytes(job, key) for job in jobs
+                                      for key in job.keys)
+        # Sources stored in the same files one after the other, so that each input
+        # file is opened once and closed when done with (InputFiles: bounded memory).
+        jobs = sorted(jobs, key=lambda j: (j.sd._files[0].path if j.sd._files else '', j.name))
+        with self._inputs as files:
+            files.close()       # those opened so far (train timestamps): reopened if used
+            for i, job in enumerate(jobs):
+                self.prepare_source(job.name)
+                self.copy_source(job.name)
+                for fi in job.sd._files:
+                    files.touch(fi.path)
+                files.release(keep={fi.path for fi in jobs[i + 1].sd._files}
+                              if i + 1 < len(jobs) else ())
 
     def _job(self, source) -> _Job:
         by_name = getattr(self, '_by_name', None)
@@ -224,15 +246,17 @@ class FileWriter:
 
     def prepare_source(self, source):
         """Create the source's groups and record its index (count per written train)."""
+        from ._write_fast import ensure_group
         job = self._job(source)
-        self.file.require_group(f'{job.section}/{source}')
+        fid = self.file.id
+        ensure_group(fid, f'{job.section}/{source}')
         for g in job.groups:
             counts = np.asarray(job.sd.data_counts(labelled=False, index_group=g),
                                 dtype=np.uint64)
             ipath = source if g == '' else f'{source}/{g}'
             self.indexes[ipath] = counts
             if job.section == 'INSTRUMENT':
-                self.file.require_group(f'{job.section}/{source}/{g}')
+                ensure_group(fid, f'{job.section}/{source}/{g}')
         if job.section == 'CONTROL':
             self.data_sources.add(('CONTROL', source))
         else:
@@ -246,14 +270,90 @@ class FileWriter:
             self._copy_run(job)
 
     def copy_source(self, source):
-        """Copy every selected key of ``source``."""
-        for key in self._job(source).keys:
-            self.copy_dataset(source, key)
+        """Copy every selected key of ``source``.
+
+        Keys smaller than ``RAW_COPY_MIN_BYTES`` are copied in batches
+        (``xfeldata._write_fast.copy_small_keys``) unless a subclass
+        overrides :meth:`copy_dataset`, which is then called for every key.
+        """
+        job = self._job(source)
+        if type(self).copy_dataset is not FileWriter.copy_dataset:
+            for key in job.keys:
+                self.copy_dataset(source, key)
+            return
+        limit = min(RAW_COPY_MIN_BYTES, self.block_bytes)
+        batch, size, group = [], 0, None
+        for key in job.keys:
+            kd = job.kds[key]
+            g = kd.index_group
+            nbytes = self._key_nbytes(job, key)
+            if kd.dtype.hasobject or nbytes >= limit or self._group_runs(job, g) is None:
+                self._copy_batch(job, group, batch)
+                batch, size = [], 0
+                self.copy_dataset(source, key)
+                continue
+            if batch and (g != group or size + nbytes > self.block_bytes):
+                self._copy_batch(job, group, batch)
+                batch, size = [], 0
+            batch.append(key)
+            size += nbytes
+            group = g
+        self._copy_batch(job, group, batch)
+
+    def _copy_batch(self, job, g, keys):
+        """Create and copy small keys of one index group (see :meth:`copy_source`)."""
+        if not keys:
+            return
+        from ._write_fast import copy_small_keys, create_chunked_like, has_unit_attrs
+        base = self._group_plan(job, g)
+        self._check_rows(job, keys[0], base)
+        shapes, paths = [], []
+        for key in keys:
+            kd = job.kds[key]
+            shapes.append((base.shape[0],) + tuple(kd.entry_shape))
+            paths.append(f"{job.section}/{job.name}/{key.replace('.', '/')}")
+
+        def create(i, fid0, src):
+            # Like the first file's dataset (FORMAT.md 8.1), with its unit attributes.
+            out = create_chunked_like(self.file.id, paths[i], src, shapes[i])
+            if out is None:
+                out = _create_like(self.file, paths[i], h5py.Dataset(src), shapes[i]).id
+            if has_unit_attrs(fid0, items[i][0], src, job.section, keys[i]):
+                _copy_units(h5py.Dataset(src), h5py.Dataset(out), job.section, keys[i])
+            return out
+        items = [[job.kds[key].hdf5_data_path, np.empty(shape, job.kds[key].dtype), None]
+                 for key, shape in zip(keys, shapes)]
+        copy_small_keys(items, self._group_runs(job, g), self.progress, create=create,
+                        create_path=job.sd._files[0].path)
+
+    def _group_plan(self, job, g):
+        """The read plan of the first selected key of index group ``g`` (memoised)."""
+        cache = self.__dict__.setdefault('_group_plans', {})
+        p = cache.get((job.name, g))
+        if p is None:
+            key = next(k for k in job.keys if job.kds[k].index_group == g)
+            p = cache[job.name, g] = job.kds[key].plan()
+        return p
+
+    def _group_runs(self, job, g):
+        """The group's steps as reads per file (``_write_fast.file_runs``)."""
+        from ._write_fast import file_runs
+        cache = self.__dict__.setdefault('_runs', {})
+        if (job.name, g) not in cache:
+            cache[job.name, g] = file_runs(self._group_plan(job, g).steps)
+        return cache[job.name, g]
+
+    def _key_nbytes(self, job, key) -> int:
+        kd = job.kds[key]
+        entry = math.prod(kd.entry_shape) * kd.dtype.itemsize
+        return self._group_plan(job, kd.index_group).shape[0] * entry
 
     def _plan(self, source, key):
-        plans = getattr(self, '_plans', {})
-        p = plans.get((source, key))
-        return p if p is not None else self._job(source).kds[key].plan()
+        """``KeyData.plan()`` of ``key``, derived from its index group's plan."""
+        from ._write_fast import key_plan
+        job = self._job(source)
+        kd = job.kds[key]
+        return key_plan(self._group_plan(job, kd.index_group), kd)
 
     def _check_rows(self, job, key, plan):
         g = '' if job.section == 'CONTROL' else key.partition('.')[0]
@@ -279,10 +379,13 @@ class FileWriter:
 
     def write_indexes(self):
         """``INDEX/<source>[/<group>]/first,count`` (uint64, contiguous)."""
+        from ._write_fast import create_contiguous
+        fid = self.file.id
         for ipath, counts in sorted(self.indexes.items()):
+            counts = np.asarray(counts, dtype=np.uint64)
             first = (np.cumsum(counts, dtype=np.uint64) - counts).astype(np.uint64)
-            self.file.create_dataset(f'INDEX/{ipath}/first', data=first)
-            self.file.create_dataset(f'INDEX/{ipath}/count', data=counts)
+            create_contiguous(fid, f'INDEX/{ipath}/first', first)
+            create_contiguous(fid, f'INDEX/{ipath}/count', counts)
 
     def write_metadata(self):
         """Run metadata (version forced to 1.0), source lists and ``INDEX/flag``."""
@@ -375,10 +478,8 @@ def _source_dataset(kd) -> h5py.Dataset:
 
 
 def _lcpl():
-    lcpl = h5py.h5p.create(h5py.h5p.LINK_CREATE)
-    lcpl.set_create_intermediate_group(True)
-    lcpl.set_char_encoding(h5py.h5t.CSET_UTF8)
-    return lcpl
+    from ._write_fast import lcpl
+    return lcpl()
 
 
 def _create_like(f: h5py.File, path: str, src: h5py.Dataset, shape, compression=None,
@@ -448,95 +549,10 @@ def copy_plan_rows(plan, dest: h5py.Dataset, block_bytes: int = BLOCK_BYTES,
             progress.update(piece.nbytes)
 
 
-def _filters(dcpl) -> tuple:
-    return tuple((dcpl.get_filter(i)[0], tuple(dcpl.get_filter(i)[2]))
-                 for i in range(dcpl.get_nfilters()))
-
-
-def _raw_copy_sources(plan, dest):
-    """Source dataset ids if every step can be copied as stored chunks, else None.
-
-    Needs: no roi, a filtered (compressed) destination or a sparse source
-    (unwritten chunks, which a block copy would write out as fill values),
-    fixed-size type equal to the destination's, the same chunk shape and
-    filters in every source, and
-    every step starting on a chunk boundary at both ends (a step's last chunk
-    may be partial only where both datasets end), so that no output chunk
-    takes rows from two steps.
-    """
-    if plan.roi or plan.dtype.hasobject or dest.chunks is None:
-        return None
-    chunks = tuple(dest.chunks)
-    c0 = chunks[0]
-    dcpl = dest.id.get_create_plist()
-    want = _filters(dcpl)
-    ids = {}
-    for s in plan.steps:
-        if s.path not in ids:
-            dsid = _open_dataset(_tiers().h5file(s.path).id, s.dataset)
-            if dsid is None or dsid.dtype != dest.dtype:
-                return None
-            sp = dsid.get_create_plist()
-            if sp.get_layout() != h5py.h5d.CHUNKED or tuple(sp.get_chunk()) != chunks \
-                    or _filters(sp) != want:
-                return None
-            ids[s.path] = dsid
-        n = s.src_stop - s.src_start
-        if s.src_start % c0 or s.dst_start % c0:
-            return None
-        if n % c0 and not (s.dst_stop == plan.shape[0]
-                           and s.src_stop == ids[s.path].shape[0]):
-            return None
-        if s.src_stop > ids[s.path].shape[0]:
-            return None
-    if not want and not any(_is_sparse(d, chunks) for d in ids.values()):
-        return None   # unfiltered and fully written: blocks are faster (measured 2x)
-    return ids
-
-
-def _is_sparse(dsid, chunks) -> bool:
-    """True if some chunks of the dataset were never written (they read as fill value)."""
-    total = 1
-    for n, c in zip(dsid.shape, chunks):
-        total *= -(-n // c)
-    try:
-        return dsid.get_num_chunks() < total
-    except Exception:
-        return False
-
-
 def _copy_chunks_raw(plan, dest, progress=None) -> bool:
-    """Copy stored chunks unchanged (no decompression) if the plan allows; True if done.
-
-    A chunk the source never wrote (it reads as the fill value, which the
-    destination shares) is skipped.
-    """
-    import itertools
-    ids = _raw_copy_sources(plan, dest)
-    if ids is None:
-        return False
-    chunks = dest.chunks
-    c0 = chunks[0]
-    # Chunk offsets within one entry (one tuple when chunks span whole entries).
-    grid = list(itertools.product(*(range(0, n, c) for n, c in
-                                     zip(plan.shape[1:], chunks[1:]))))
-    row_bytes = plan.entry_nbytes
-    write = dest.id.write_direct_chunk
-    for s in plan.steps:
-        dsid = ids[s.path]
-        read = dsid.read_direct_chunk
-        get_info = dsid.get_chunk_info_by_coord
-        dst = s.dst_start
-        for r in range(s.src_start, s.src_stop, c0):
-            for inner in grid:
-                off = (r,) + inner
-                if get_info(off).byte_offset is not None:   # unwritten: fill value
-                    mask, data = read(off)
-                    write((dst,) + inner, data, mask)
-            dst += c0
-        if progress is not None:
-            progress.update((s.src_stop - s.src_start) * row_bytes)
-    return True
+    """Copy stored chunks unchanged if the plan allows (``_write_fast.copy_chunks_raw``)."""
+    from ._write_fast import copy_chunks_raw
+    return copy_chunks_raw(plan, dest, progress)
 
 
 def _open_dataset(fid, name: str):
@@ -586,20 +602,27 @@ def _create_virtual(f: h5py.File, path: str, src: h5py.Dataset, plan, out_dir: s
 
 
 def _copy_units(src, dest, section, key):
-    """Copy Karabo unit attributes (and, for control values, the property group's)."""
+    """Copy Karabo unit attributes (and, for control values, the property group's).
+
+    Objects without attributes are passed over with one low-level call each.
+    """
     try:
-        pairs = [(src, dest)]
+        if h5py.h5a.get_num_attrs(src.id):
+            _copy_unit_attrs(src, dest)
         if section == 'CONTROL' and key.endswith('.value'):
-            sp, dp = src.name.rpartition('/')[0], dest.name.rpartition('/')[0]
-            pairs.append((src.file[sp], dest.file[dp]))
-        for s, d in pairs:
-            if not h5py.h5a.get_num_attrs(s.id):
-                continue
-            for a in _UNIT_ATTRS:
-                if a in s.attrs:
-                    d.attrs[a] = s.attrs[a]
+            sp = h5py.h5i.get_name(src.id).rpartition(b'/')[0]
+            sg = h5py.h5o.open(h5py.h5i.get_file_id(src.id), sp)
+            if h5py.h5a.get_num_attrs(sg):
+                dp = h5py.h5i.get_name(dest.id).rpartition(b'/')[0]
+                _copy_unit_attrs(h5py.Group(sg), dest.file[dp.decode('utf-8', 'surrogateescape')])
     except Exception:   # attributes are a courtesy; never fail a write for them
         pass
+
+
+def _copy_unit_attrs(s, d):
+    for a in _UNIT_ATTRS:
+        if a in s.attrs:
+            d.attrs[a] = s.attrs[a]
 
 
 # -- METADATA -----------------------------------------------------------------------------
