@@ -28,6 +28,8 @@ def h5_module_rows(directory, source, key, group='image'):
     out = {}
     path = key.replace('.', '/')
     for fn in sorted(os.listdir(directory)):
+        if not fn.endswith('.h5'):
+            continue
         with h5py.File(os.path.join(directory, fn), 'r') as f:
             if f'INSTRUMENT/{source}' not in f:
                 continue

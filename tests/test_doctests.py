@@ -20,7 +20,7 @@ MODULES = sorted(m.name for m in pkgutil.iter_modules(xfeldata.core.__path__,
 
 FACE_MODULES = ['xfeldata.h5index', 'xfeldata.read_machinery', 'xfeldata.run_files_map',
                 'xfeldata.utils', 'xfeldata.index_cache', 'xfeldata.testing',
-                'xfeldata._execute', 'xfeldata._iterate']
+                'xfeldata._execute', 'xfeldata._iterate', 'xfeldata.write_cxi']
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

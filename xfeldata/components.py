@@ -275,6 +275,15 @@ class MultimodDetectorBase:
     def data_availability(self, module_gaps=False):
         return self[self._spec.main_key].data_availability(module_gaps=module_gaps)
 
+    def write_virtual_cxi(self, filename, fillvalues=None):
+        """Write a virtual CXI file of this detector's frames (:mod:`xfeldata.write_cxi`).
+
+        ``fillvalues`` (``{'data'|'gain'|'mask'|'cellId': value}``) replaces the
+        values of slots without data. Returns the absolute path written.
+        """
+        from .write_cxi import writer_for
+        return writer_for(self).write(filename, fillvalues=fillvalues)
+
     def masked_data(self, key=None, *, mask_bits=None, masked_value=np.nan):
         """Key data whose ``ndarray``/``xarray`` replace masked pixels by ``masked_value``."""
         key = key or self._spec.main_key
@@ -428,6 +437,14 @@ class XtdfDetectorBase(MultimodDetectorBase):
         if key.startswith('image.'):
             return XtdfMaskedKeyData(self, key, mask_key, mask_bits, masked_value)
         return DetectorMaskedKeyData(self, key, mask_key, mask_bits, masked_value)
+
+    def write_frames(self, filename, trains, pulses):
+        """Write the frames ``(trains[i], pulses[i])`` to a new EuXFEL file.
+
+        See :func:`xfeldata.write_cxi.write_frames`; returns the absolute path.
+        """
+        from .write_cxi import write_frames
+        return write_frames(self, filename, trains, pulses)
 
     @staticmethod
     def zip_trains_pulses(trains, pulses):

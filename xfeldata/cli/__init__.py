@@ -37,6 +37,9 @@ SUBCOMMANDS = {
                "write or check a run's virtual overview file"),
     'copy': ('xfeldata.copy:main',
              'copy the structure of EuXFEL files without the (instrument) data'),
+    'make-virtual-cxi': ('xfeldata.cli.make_virtual_cxi:main',
+                         "write a virtual CXI file of a run's multi-module detector "
+                         '(EXtra-data: extra-data-make-virtual-cxi)'),
 }
 
 
