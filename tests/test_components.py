@@ -561,3 +561,11 @@ def test_jungfrau_masked_and_xarray(jf_dir):
     exp[(mask & 2) != 0] = np.nan
     np.testing.assert_array_equal(m, exp)
     assert (mask & 2).any() and not (mask & 2).all()
+
+
+def test_remap_plan_onto_a_layout_without_trains():
+    from xfeldata.core.detectors import FrameLayout, remap_plan
+    from xfeldata.core.plan import ReadPlan, ReadStep
+    p = ReadPlan(np.dtype('u2'), (4, 3), (ReadStep('/a.h5', '/d', 0, 4, 0, 4),))
+    q, covered = remap_plan(p, np.array([1, 1, 3, 3], np.uint64), FrameLayout.build([], []))
+    assert q.shape == (0, 3) and q.steps == () and covered.shape == (0,)

@@ -387,10 +387,11 @@ def remap_plan(plan: ReadPlan, row_train_ids, layout: FrameLayout, frame_dest=No
     tids = np.asarray(row_train_ids, dtype=np.uint64)
     if len(tids) != len(src):
         raise ValueError(f"{len(tids)} train IDs for {len(src)} rows")
+    if not len(layout.train_ids):   # no frames to place rows in
+        return attrs.evolve(plan, shape=shape, steps=()), covered
     ti = np.searchsorted(layout.train_ids, tids)
-    ti_c = np.minimum(ti, max(len(layout.train_ids) - 1, 0))
-    known = (ti < len(layout.train_ids)) & (layout.train_ids[ti_c] == tids) \
-        if len(layout.train_ids) else np.zeros(len(tids), bool)
+    ti_c = np.minimum(ti, len(layout.train_ids) - 1)
+    known = (ti < len(layout.train_ids)) & (layout.train_ids[ti_c] == tids)
     # Position of each row within its train: rows of one train follow each other.
     new_group = np.ones(len(tids), bool)
     new_group[1:] = tids[1:] != tids[:-1]
