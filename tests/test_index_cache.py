@@ -487,3 +487,21 @@ def test_concurrent_savers_leave_valid_cache(tmp_path):
     assert len(found) == len(names)
     unpack_all()
     assert all((fi.key, CTRL) in _tiers.MEMO.sources for fi in found.values())
+
+
+@pytest.mark.parametrize('arr', [
+    np.array([10001, 10007], np.uint64), np.array([5], '>i4'), np.array([1.5, -0.0], np.float32),
+    np.zeros((2, 3), np.uint16), np.array([], np.uint64), np.array([True, False])])
+def test_array_codec_round_trip_read_only(arr):
+    from xfeldata._cache_codec import _dec_array, _enc_array
+    back = _dec_array(_enc_array(arr))
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    assert back.tobytes() == arr.tobytes() and not back.flags.writeable
+
+
+def test_array_codec_rejects_data_of_the_wrong_length():
+    from xfeldata._cache_codec import _dec_array, _enc_array
+    enc = _enc_array(np.array([10001, 10007], np.uint64))
+    for data in (enc[3][:8], enc[3] + bytes(8), enc[3][:5]):
+        with pytest.raises(ValueError):
+            _dec_array([enc[0], enc[1], enc[2], data])

@@ -183,6 +183,15 @@ def _enc_array(a: np.ndarray) -> list:
 
 def _dec_array(obj) -> np.ndarray:
     tag, dt, shape, data = obj
+    if tag == 'a' and len(shape) == 1 and type(data) is bytes:
+        # The common case (a train-ID array of a file of its own), in a few
+        # calls: a read-only view on the immutable bytes, no reshape.
+        simple = _SIMPLE_DTYPES.get(dt) if type(dt) is str else None
+        if simple is not None and simple.itemsize:
+            arr = np.frombuffer(data, dtype=simple)
+            if len(arr) != shape[0]:
+                raise ValueError("array data does not match its shape")
+            return arr
     dt, shape = _dec_dtype(dt), tuple(shape)
     if tag == 'a':
         if dt.itemsize == 0:
@@ -525,7 +534,7 @@ class CacheContents:
                 continue
             found[path] = fi
             if tiers[pos] is not None:
-                pending[fi.key] = tiers[pos]
+                pending[path, size, mtime] = tiers[pos]   # fi.key
         return found, pending
 
     def entries(self) -> dict:

@@ -598,8 +598,8 @@ def RunDirectory(path, include='*', file_filter=locality.lc_any, *, inc_suspect_
     """
     fis = _open.run_file_indexes(path, include, file_filter, parallelize=parallelize,
                                  use_voview=_use_voview)
-    dc = DataCollection(fis, inc_suspect_trains=inc_suspect_trains, is_single_run=True)
-    return dc._evolve(ctx_closes=True)
+    return DataCollection(fis, inc_suspect_trains=inc_suspect_trains, is_single_run=True,
+                          ctx_closes=True)
 
 
 RunHandler = RunDirectory
