@@ -27,7 +27,6 @@ within 2x). Timings are reported, never asserted.
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import warnings
 
 import h5py
 import numpy as np
+from _timing import alternate
 
 DET = 'SPB_DET_AGIPD1M-1'
 
@@ -93,16 +93,6 @@ def h5py_writer(lay):
     return write
 
 
-def alternate(reps, *fns):
-    times = [[] for _ in fns]
-    for fn in fns:
-        fn()   # warm the page cache and the handles
-    for _ in range(reps):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [statistics.median(ts) for ts in times]
 
 
 def same_files(a, b):

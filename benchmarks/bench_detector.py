@@ -27,13 +27,13 @@ asserted (the issue's targets: ndarray within 1.1x, get_array within 1.3x).
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 
 import h5py
 import numpy as np
+from _timing import alternate
 
 DET = 'SPB_DET_AGIPD1M-1'
 
@@ -82,16 +82,6 @@ def raw_reader(directory, n_modules=16):
     return read, files
 
 
-def alternate(reps, *fns):
-    times = [[] for _ in fns]
-    for fn in fns:
-        fn()   # warm the page cache and the handles
-    for _ in range(reps):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [statistics.median(ts) for ts in times]
 
 
 def main(argv=None):

@@ -29,26 +29,13 @@ Timings are reported, never asserted.
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 
 import h5py
 import numpy as np
-
-
-def alternate(reps, *fns):
-    """Median time of each function, the functions run alternately."""
-    times = [[] for _ in fns]
-    for fn in fns:      # warm the page cache and the handles on every side
-        fn()
-    for _ in range(reps):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [statistics.median(ts) for ts in times]
+from _timing import alternate
 
 
 def raw_bulk_reader(sel, preopen=False):
