@@ -82,3 +82,25 @@ def test_keydata_read_path(tmp_path, monkeypatch):
     monkeypatch.setenv('XFELDATA_READ_PATH', 'sideways')
     with pytest.raises(ValueError, match='read_path must be one of'):
         kd.ndarray()
+
+
+def test_auto_leaves_reads_smaller_than_a_chunk_to_h5py(tmp_path, monkeypatch):
+    from xfeldata import _direct
+    mod = xtdf_module(modno=0, frames=[4, 0, 3], frame_shape=(64, 64), compression='gzip',
+                      compression_opts=1)
+    write_run(tmp_path, RunSpec(np.arange(10000, 10003), [Aggregator('AGIPD00', [mod])]))
+    kd = xfeldata.RunDirectory(tmp_path)['SPB_DET_AGIPD1M-1/DET/0CH0:xtdf', 'image.data']
+    want = kd.ndarray(read_path='h5py')
+    asked = []
+    real = _direct.storage_chunks
+    monkeypatch.setattr(_direct, 'storage_chunks', lambda *a: asked.append(a[2]) or real(*a))
+    monkeypatch.setattr(_direct, 'MIN_CHUNK_BYTES', 0)
+    np.testing.assert_array_equal(kd.ndarray(read_path='auto'), want)
+    assert len(asked) == 1 and asked[0].endswith('image/data')
+    # The whole key (7 frames, 112 kB) is now smaller than the threshold:
+    # h5py reads it and the chunk table is not consulted; forced, it is.
+    monkeypatch.setattr(_direct, 'MIN_CHUNK_BYTES', 1 << 20)
+    np.testing.assert_array_equal(kd.ndarray(read_path='auto'), want)
+    assert len(asked) == 1
+    np.testing.assert_array_equal(kd.ndarray(read_path='direct'), want)
+    assert len(asked) == 2

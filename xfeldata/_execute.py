@@ -196,7 +196,10 @@ def execute(plan: ReadPlan, out=None, *, decode_strings=True, read_path=None,
             d = dsids[(p, name)] = _dataset(f, p, name)
         return d
 
-    if path != 'h5py' and not strings:
+    # 'auto' leaves a read smaller than one chunk worth a thread (one train of
+    # a control key, say) to h5py: the direct path could only add its checks.
+    if path != 'h5py' and not strings and not (
+            path == 'auto' and out.nbytes < _direct.MIN_CHUNK_BYTES):
         if roi and path == 'direct':
             raise ValueError("read_path='direct' reads whole entries: use 'auto' with a roi")
         left = _direct.read_groups(_direct.group_steps(steps, dataset), out, roi,

@@ -36,6 +36,7 @@ files and every executor makes the same calls.
 """
 from __future__ import annotations
 
+import math
 from functools import partial
 from itertools import repeat
 from typing import NamedTuple
@@ -218,7 +219,7 @@ class ReadPlan:
     @property
     def entry_nbytes(self) -> int:
         """Bytes of one output entry (one row of the output)."""
-        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape[1:]) * self.dtype.itemsize
 
     def _repr_html_(self) -> str:
         """Notebook display: the explain() text, escaped (first 10 steps)."""
