@@ -1,6 +1,6 @@
 """Opening a run: xfeldata against the raw limit (plain h5py on the same files).
 
-    python benchmarks/bench_open.py [--dir DIR] [--reps 7]
+    python benchmarks/bench_open.py [--dir DIR] [--reps 7] [--new-process-reps 15]
 
 Writes a synthetic benchmark run (76 files: 16 detector modules x 4 sequences
 plus 3 control aggregators x 4 sequences holding 150 control sources) unless
@@ -14,6 +14,10 @@ warm open
     ``RunDirectory`` with xfeldata's index cache present (fresh process memo),
     against stat-ing the files and loading the cache file with msgpack (its
     header, then the body of entries the header carries as bytes).
+warm open, new process
+    the same two, each timed inside a new Python process (after importing
+    xfeldata, h5py and msgpack, untimed): what a script opening a cached run
+    pays, first calls included. ``--new-process-reps`` pairs of processes.
 list keys
     the keys of every source (``run[src].keys()``, fresh memo) against
     ``h5py.h5o.visit`` over the same source groups.
@@ -26,6 +30,7 @@ import gc
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,6 +90,43 @@ def xfd_warm(run_dir):
     run.train_ids, run.all_sources
 
 
+# Children of the new-process row: each prints the seconds its open took.
+_CHILD_SETUP = """
+import os, sys, time
+import h5py, msgpack, xfeldata
+run_dir, cache_file = sys.argv[1], sys.argv[2]
+"""
+_CHILD_XFD = _CHILD_SETUP + """
+t0 = time.perf_counter()
+run = xfeldata.RunDirectory(run_dir)
+run.train_ids, run.all_sources
+print(time.perf_counter() - t0)
+"""
+_CHILD_RAW = _CHILD_SETUP + """
+t0 = time.perf_counter()
+for p in sorted(os.path.join(run_dir, n) for n in os.listdir(run_dir) if n.endswith('.h5')):
+    os.stat(p)
+with open(cache_file, 'rb') as f:
+    head = msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+msgpack.unpackb(head['body'], raw=False, strict_map_key=False)
+print(time.perf_counter() - t0)
+"""
+
+
+def new_process_warm(run_dir, cache_file, reps):
+    """Median seconds of a warm open and of its reference, each in new processes."""
+    env = dict(os.environ)
+    env.pop('PYTHONDONTWRITEBYTECODE', None)   # as installed: compiled modules are cached
+    times = {_CHILD_XFD: [], _CHILD_RAW: []}
+    for i in range(reps + 1):
+        for code, out in times.items():
+            res = subprocess.run([sys.executable, '-c', code, run_dir, str(cache_file)],
+                                 env=env, capture_output=True, text=True, check=True)
+            if i:   # the first pair writes the bytecode caches, if needed
+                out.append(float(res.stdout))
+    return statistics.median(times[_CHILD_XFD]), statistics.median(times[_CHILD_RAW])
+
+
 def raw_keys(run_dir, groups):
     names = []
     for path, grps in groups.items():
@@ -122,6 +164,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--dir', help='an existing run folder (default: write a synthetic one)')
     ap.add_argument('--reps', type=int, default=7)
+    ap.add_argument('--new-process-reps', type=int, default=15,
+                    help='pairs of new processes for the new-process row (0: skip it)')
     args = ap.parse_args(argv)
     os.environ['XFELDATA_CACHE'] = CACHE_DIR
     os.environ['XFELDATA_NO_RUN_MAP_WRITE'] = '1'
@@ -134,7 +178,7 @@ def main(argv=None):
         make_benchmark_run(run_dir)
         print(f"wrote synthetic run in {time.perf_counter() - t0:.1f} s: {run_dir}")
     try:
-        measure(run_dir, args.reps)
+        measure(run_dir, args.reps, args.new_process_reps)
     finally:
         # The synthetic run is some 300 MB: do not leave one behind per run.
         _fresh_process_state()
@@ -144,7 +188,7 @@ def main(argv=None):
     return 0
 
 
-def measure(run_dir, reps):
+def measure(run_dir, reps, new_process_reps=15):
     import xfeldata
     from xfeldata import index_cache
     files = _h5_files(run_dir)
@@ -172,6 +216,9 @@ def measure(run_dir, reps):
     t_x, t_r = alternate(reps, lambda: xfd_warm(run_dir),
                          lambda: raw_warm(run_dir, cache_file))
     rows.append(('open warm (index cache)', t_x, t_r, 2.0))
+    if new_process_reps:
+        t_x, t_r = new_process_warm(run_dir, cache_file, new_process_reps)
+        rows.append(('  the same, new process', t_x, t_r, 2.0))
     t_x, t_r = alternate(reps, lambda: xfd_keys(run), lambda: raw_keys(run_dir, groups))
     rows.append(('list keys of all sources', t_x, t_r, 1.2))
 

@@ -12,7 +12,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 
 import xfeldata
-from xfeldata import _tiers
+from xfeldata import _tiers, index_cache
+from xfeldata.core.runindex import RunIndex
 from xfeldata.testing import strategies as xst
 
 _DIR = tempfile.mkdtemp(prefix='xfeldata-open-laws-')
@@ -42,10 +43,17 @@ def test_open_gives_back_what_was_written(spec):
         _tiers.MEMO.clear()
         dc = xfeldata.RunDirectory(m.directory, inc_suspect_trains=inc)
         _check(dc, m, inc)
-    # Again in a "new process": an empty memo, tier 0 from the index cache.
+    # Again in a "new process": an empty memo, tier 0 from the index cache,
+    # and the train IDs and source sets from its run summary, which equal
+    # what the records give.
     _tiers.MEMO.clear()
+    index_cache.forget_runs()
     dc = xfeldata.RunDirectory(m.directory)
     _check(dc, m, True)
+    fresh = RunIndex(dc._index.files)
+    assert np.array_equal(dc._index.train_ids, fresh.train_ids)
+    assert dc._index.control_sources == fresh.control_sources
+    assert dc._index.instrument_sources == fresh.instrument_sources
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -141,7 +149,7 @@ def test_two_processes_opening_at_once_leave_a_valid_cache(spec):
 from hypothesis import strategies as st  # noqa: E402
 
 from xfeldata.core.records import FileIndex  # noqa: E402
-from xfeldata.core.runindex import RunIndex, find_conflicts  # noqa: E402
+from xfeldata.core.runindex import find_conflicts  # noqa: E402
 
 _CTRL = ('A', 'B', 'C')
 _INST = ('X:out', 'Y:out', 'A')

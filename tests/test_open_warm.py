@@ -217,3 +217,52 @@ def test_a_conflict_is_found_warm_and_after_a_file_changes(run_dir):
     # Excluding suspect trains does not make the verdict stick either.
     with pytest.raises(ValueError, match='conflicting data'):
         xfeldata.RunDirectory(run_dir, inc_suspect_trains=False)
+
+
+# -- the run summary beside the verdict ------------------------------------------------
+
+def _fresh_tables(run):
+    """The RunIndex tables of ``run``'s files, derived from the records alone."""
+    from xfeldata.core.runindex import RunIndex
+    ri = RunIndex(run._index.files, run._index.inc_suspect_trains)
+    return list(ri.train_ids), ri.control_sources, ri.instrument_sources
+
+
+def test_warm_open_takes_train_ids_and_sources_from_the_cache(run_dir):
+    xfeldata.RunDirectory(run_dir)
+    head = _head(run_dir)
+    assert np.frombuffer(head['summary'], '<u8').tolist() == list(range(10000, 10010))
+    new_process()
+    run = xfeldata.RunDirectory(run_dir)
+    # Seeded, not derived: the union of the files' train IDs was never made.
+    assert '_usable' not in run._index.__dict__
+    assert (list(run._index.train_ids), run._index.control_sources,
+            run._index.instrument_sources) == _fresh_tables(run)
+    assert run.train_ids == list(range(10000, 10010))
+    assert run.all_sources == {CTRL}
+
+
+def test_a_damaged_summary_is_not_used(run_dir):
+    import msgpack
+    xfeldata.RunDirectory(run_dir)
+    path = index_cache.cache_path(run_dir)
+    head = _head(run_dir)
+    head['summary'] = np.arange(3, dtype='<u8').tobytes()   # the CRC no longer matches
+    path.write_bytes(msgpack.packb(head, use_bin_type=True))
+    new_process()
+    run = xfeldata.RunDirectory(run_dir)
+    assert run.train_ids == list(range(10000, 10010))
+    assert '_usable' in run._index.__dict__   # derived from the records
+
+
+def test_summary_is_not_used_without_suspect_trains(run_dir):
+    # One suspect train (flag 0) in the second file.
+    with h5py.File(run_dir / NAMES[1], 'r+') as f:
+        f['INDEX/flag'][2] = 0
+    xfeldata.RunDirectory(run_dir)
+    assert _head(run_dir).get('summary') is not None
+    new_process()
+    run = xfeldata.RunDirectory(run_dir, inc_suspect_trains=False)
+    assert run.train_ids == [t for t in range(10000, 10010) if t != 10007]
+    new_process()
+    assert xfeldata.RunDirectory(run_dir).train_ids == list(range(10000, 10010))

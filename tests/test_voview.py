@@ -185,6 +185,11 @@ def test_find_file_write_falls_back_to_usr(tmp_path, monkeypatch):
     vo = voview.find_file_valid(str(run))
     assert vo is not None and vo.filename == target
     _same(xfeldata.RunDirectory(run, _use_voview=False), xfeldata.RunDirectory(run))
+    # Opening finds it, also through a link whose own path has no raw/ part.
+    link = tmp_path / 'my-run'
+    link.symlink_to(run)
+    for path in (run, link):
+        assert [fi.path for fi in xfeldata.RunDirectory(path)._index.files] == [target]
     # nothing writable at all
     monkeypatch.setattr(os, 'open', lambda *a, **kw: (_ for _ in ()).throw(
         PermissionError(13, 'Permission denied')))
@@ -254,3 +259,17 @@ def test_python_m_voview_runs_without_a_runpy_warning():
     assert 'RuntimeWarning' not in res.stderr and '--check' in res.stdout
     import xfeldata
     assert xfeldata.voview.find_file_valid is voview.find_file_valid
+
+
+def test_opening_a_run_without_overview_does_not_import_voview(tmp_path):
+    # The module imports the writer; a run without an overview candidate
+    # (no overview.h5, no raw/ or proc/ in its resolved path) never needs it.
+    import subprocess
+    import sys
+    run = tmp_path / 'r0001'
+    make_demo_run(run, n_trains=3, n_modules=0)
+    code = ("import sys, xfeldata; xfeldata.RunDirectory(sys.argv[1]); "
+            "print('xfeldata.voview' in sys.modules)")
+    out = subprocess.run([sys.executable, '-c', code, str(run)], capture_output=True,
+                         text=True, check=True, env=dict(os.environ, XFELDATA_CACHE='off'))
+    assert out.stdout.strip() == 'False'

@@ -450,7 +450,7 @@ class CacheContents:
     body is malformed as a whole; a malformed entry is found when it is used.
     """
     __slots__ = ('sources', 'arrays', 'columns', 'positions', '_tids', '_valid',
-                 'conflict_free')
+                 'conflict_free', 'summary')
 
     def __init__(self, body: bytes):
         sources, arrays, columns = msgpack.unpackb(
@@ -472,6 +472,16 @@ class CacheContents:
         #: Set from the file's header: the tier-0 records of all its entries,
         #: together, have no source conflict (suspect trains included).
         self.conflict_free = False
+        #: Set from the header with the verdict: the train IDs of the
+        #: RunSummary of those records (index_cache._unpack_summary), or None.
+        self.summary = None
+
+    def source_unions(self) -> tuple:
+        """(control, instrument) source names of all entries, as frozensets."""
+        sources = self.sources
+        _, _, _, _, _, _, ctrl, inst, _, _, _ = self.columns
+        return tuple(frozenset().union(*[sources[i] for i in set(refs)])
+                     for refs in (ctrl, inst))
 
     def _array(self, ref, decoded, dtype):
         a = decoded[ref]

@@ -102,8 +102,23 @@ def _scan_in_processes(paths) -> dict:
 
 def _h5_names(path) -> list:
     """Sorted names of the ``*.h5`` files in ``path``, without the overview file."""
-    return sorted(n for n in os.listdir(path)
-                  if n.endswith('.h5') and n.lower() != 'overview.h5')
+    return _listing(path)[0]
+
+
+def _may_have_usr_overview(real) -> bool:
+    """Whether a resolved run path may have an overview file in its proposal's ``usr``.
+
+    Both path patterns of FORMAT.md section 4 need a ``raw`` or ``proc``
+    component: without one, no candidate outside the run folder applies.
+    """
+    return '/raw/' in real or '/proc/' in real
+
+
+def _listing(path) -> tuple:
+    """(:func:`_h5_names` of ``path``, whether it holds an ``overview.h5``): one listdir."""
+    listed = os.listdir(path)
+    return (sorted(n for n in listed if n.endswith('.h5') and n.lower() != 'overview.h5'),
+            'overview.h5' in listed)
 
 
 def list_run_files(path, include='*'):
@@ -117,9 +132,9 @@ def list_run_files(path, include='*'):
 def run_file_indexes(path, include='*', file_filter=None, *, parallelize=True,
                      use_voview=True) -> list:
     """Tier-0 records of a run folder's files (or of its valid overview file)."""
-    from . import index_cache, locality, run_files_map, voview
+    from . import index_cache, locality, run_files_map
     path = osp.abspath(os.fspath(path))
-    names = _h5_names(path)
+    names, has_overview = _listing(path)
     n_all = len(names)
     if include != '*':
         names = [n for n in names if fnmatch.fnmatch(n, include)]
@@ -133,19 +148,22 @@ def run_file_indexes(path, include='*', file_filter=None, *, parallelize=True,
         # records and caches use absolute paths.
         files = [osp.abspath(p) for p in file_filter(files)]
     real = osp.realpath(path)   # once: the overview and cache lookups both need it
-    if use_voview and include == '*' and len(files) == n_all:
-        vo = voview.find_file_valid(path, _real=real)
+    if use_voview and include == '*' and len(files) == n_all and (
+            has_overview or _may_have_usr_overview(real)):
+        from . import voview   # imports the writer: only when there may be an overview
+        vo = voview.find_file_valid(path, _real=real, _in_dir=has_overview)
         if vo is not None:
             return [vo.index]
-    stats = {}
-    for p in files:
+    stats, requests = {}, []   # requests: (path, name, stat) for the cache, if listed
+    stat = os.stat
+    for p, n in zip(files, names) if files_from_listing else zip(files, files):
         try:
-            stats[p] = os.stat(p)
+            stats[p] = st = stat(p)
         except OSError:
-            pass
+            continue
+        requests.append((p, n, st))
     if files_from_listing:
-        cached = index_cache._load(path, [(p, n, stats[p]) for p, n in zip(files, names)
-                                          if p in stats], real)
+        cached = index_cache._load(path, requests, real)
     else:
         cached = index_cache.load(path, stats)
     if cached and len(cached) == len(files):

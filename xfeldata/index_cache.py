@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import msgpack
+import numpy as np
 
 from . import _tiers
 from .core.records import FileIndex
@@ -76,7 +77,9 @@ _known_lock = threading.Lock()
 # Sets of FileIndex digests known to hold no source conflict with suspect
 # trains included (hence none without them either): opening a cached run
 # skips RunIndex's conflict check for them. Filled from the cache file's
-# verdict and by checks that passed in this process; bounded.
+# verdict and by checks that passed in this process; bounded. The value is
+# the records' RunSummary when known (None if not): opening seeds its
+# RunIndex with it.
 _CONFLICT_FREE: dict = {}
 _CONFLICT_FREE_MAX = 64
 
@@ -202,6 +205,10 @@ def _parse_cache(data: bytes, path='<bytes>') -> CacheContents | None:
         with _gc_paused():
             contents = CacheContents(body)
         contents.conflict_free = head.get('conflict_free') is True
+        summary = head.get('summary')
+        if contents.conflict_free and type(summary) is bytes \
+                and zlib.crc32(summary) == head.get('summary_crc'):
+            contents.summary = summary   # decoded if every entry turns out current
         return contents
     except Exception as e:   # msgpack raises several unrelated classes on bad input
         log.debug("Ignoring corrupt index cache %s: %s", path, e)
@@ -212,10 +219,12 @@ def _pack_cache(run_dir: str, files: dict, conflict_free=False) -> bytes:
     """The bytes of a cache file for ``files`` ({file name: entry}).
 
     ``conflict_free``: the tier-0 records of all these files were checked
-    together and hold no source conflict (suspect trains included). The
-    flag sits in the header, outside the CRC'd body, but is only ever used
-    for an open that finds every entry current: then the records are the
-    ones checked. An older reader ignores it.
+    together and hold no source conflict (suspect trains included); their
+    RunSummary, or True if it is not known. The verdict and the summary sit
+    in the header, outside the CRC'd body (the summary with a CRC of its
+    own), but are only ever used for an open that finds every entry
+    current: then the records are the ones checked. An older reader ignores
+    them.
     """
     body = pack_body(files)
     head = {'magic': _MAGIC, 'version': CACHE_VERSION, 'layout': _LAYOUT,
@@ -223,6 +232,10 @@ def _pack_cache(run_dir: str, files: dict, conflict_free=False) -> bytes:
             'body': body}
     if conflict_free:
         head['conflict_free'] = True
+        if conflict_free is not True:
+            # The summary's train IDs; its source sets are those of the body.
+            head['summary'] = summary = conflict_free.train_ids.astype('<u8').tobytes()
+            head['summary_crc'] = zlib.crc32(summary)
     return msgpack.packb(head, use_bin_type=True)
 
 
@@ -236,27 +249,61 @@ def known_conflict_free(file_indexes) -> bool:
     Exactly this set of records, by digest: a verdict on other files says
     nothing about these.
     """
-    return bool(_CONFLICT_FREE) and _digests(file_indexes) in _CONFLICT_FREE
+    return known_run(file_indexes)[0]
 
 
-def note_conflict_free(file_indexes) -> None:
-    """Remember that these records hold no conflict with suspect trains included."""
+def known_run(file_indexes) -> tuple:
+    """``(known conflict-free, RunSummary or None)`` of exactly these records."""
+    if not _CONFLICT_FREE:
+        return False, None
+    key = _digests(file_indexes)
+    known = _CONFLICT_FREE.get(key, False)
+    return (False, None) if known is False else (True, known)
+
+
+def note_conflict_free(file_indexes, summary=None) -> None:
+    """Remember that these records hold no conflict with suspect trains included.
+
+    ``summary``: their :class:`~xfeldata.core.runindex.RunSummary`, if known.
+    """
     key = _digests(file_indexes)
     with _known_lock:
+        if summary is None:
+            summary = _CONFLICT_FREE.get(key)
+        else:
+            _CONFLICT_FREE.pop(key, None)
         if len(_CONFLICT_FREE) >= _CONFLICT_FREE_MAX:
             _CONFLICT_FREE.pop(next(iter(_CONFLICT_FREE)))
-        _CONFLICT_FREE[key] = True
+        _CONFLICT_FREE[key] = summary
 
 
-def _check_conflict_free(file_indexes) -> bool:
-    """The conflict check of a run's records, as a verdict (never raises)."""
+def _unpack_summary(contents: CacheContents):
+    """The RunSummary of every entry of ``contents`` (ValueError if malformed).
+
+    The train IDs come from the header (raw little-endian uint64, guarded by
+    a CRC of their own), the source names from the body's source lists,
+    whose strings are decoded already.
+    """
+    from .core.runindex import RunSummary
+    tids = np.frombuffer(contents.summary, dtype='<u8').astype(np.uint64, copy=False)
+    ctrl, inst = contents.source_unions()
+    return RunSummary(tids, ctrl, inst)
+
+
+def _check_conflict_free(file_indexes):
+    """The conflict check of a run's records, as a verdict (never raises).
+
+    False if there is a conflict (or the check fails), else the records'
+    RunSummary.
+    """
     from .core.runindex import RunIndex
     try:
-        RunIndex(tuple(file_indexes), True).check_conflicts()
+        ri = RunIndex(tuple(file_indexes), True)
+        ri.check_conflicts()
+        return ri.summary()
     except Exception as e:   # a conflict (a ValueError), or anything else: no verdict
         log.debug("No conflict verdict for the index cache: %s", e)
         return False
-    return True
 
 
 def _entry_is_current(entry, st) -> bool:
@@ -528,7 +575,13 @@ def _load(run_dir: str, requests, _real=None) -> dict:
         _KNOWN_RUNS.setdefault(run_dir, {}).update(found)
         _ON_DISK.setdefault(path, {}).update(found)
     if verdict:   # every entry found current: they are the records checked
-        note_conflict_free(found.values())
+        summary = None
+        if contents.summary is not None:
+            try:
+                summary = _unpack_summary(contents)
+            except Exception as e:
+                log.debug("Ignoring the run summary of index cache %s: %s", path, e)
+        note_conflict_free(found.values(), summary)
     log.debug("Index cache %s: %d files found", path, len(found))
     return found
 
@@ -625,11 +678,12 @@ def save(run_dir, file_indexes: Iterable) -> bool:
     return True
 
 
-def _verdict(fis, old, kept) -> bool:
+def _verdict(fis, old, kept):
     """Whether the records of a cache file being written hold no source conflict together.
 
     ``fis``: the records saved now; ``kept``: requests for the entries kept
     from ``old`` (the file's previous contents) for the run's other files.
+    Returns False, or the records' RunSummary if they hold no conflict.
     """
     others = {}
     if kept:
@@ -637,12 +691,13 @@ def _verdict(fis, old, kept) -> bool:
         if len(others) != len(kept):
             return False   # a kept entry that does not decode: no verdict
     records = list(fis) + list(others.values())
-    if known_conflict_free(records):
-        return True
-    ok = _check_conflict_free(records)
-    if ok:
-        note_conflict_free(records)
-    return ok
+    known, summary = known_run(records)
+    if known and summary is not None:
+        return summary
+    summary = _check_conflict_free(records)
+    if summary:
+        note_conflict_free(records, summary)
+    return summary
 
 
 def _encode_entries(fis) -> dict:

@@ -48,10 +48,13 @@ class DataCollection:
         fis = tuple(f.index if isinstance(f, FileAccess) else f for f in files)
         # The conflict check is skipped for records known to pass it (the
         # index cache's verdict, or a check done earlier in this process).
-        known = index_cache.known_conflict_free(fis)
-        index = RunIndex.build(fis, inc_suspect_trains, check_conflicts=not known)
+        # A known verdict may come with the records' RunSummary: the train
+        # IDs and source sets, which the index then need not derive.
+        known, summary = index_cache.known_run(fis)
+        index = RunIndex.build(fis, inc_suspect_trains, check_conflicts=not known,
+                               summary=summary)
         if not known and inc_suspect_trains:
-            index_cache.note_conflict_free(fis)
+            index_cache.note_conflict_free(fis, index.summary())
         if train_ids is None:
             tids = index.train_ids
         else:

@@ -82,14 +82,17 @@ def find_file_read(run_dir):
     return None
 
 
-def find_file_valid(run_dir, *, _real=None):
+def find_file_valid(run_dir, *, _real=None, _in_dir=True):
     """The FileAccess of a valid overview file for ``run_dir``, or None.
 
-    ``_real``: the resolved directory, when the caller (opening) has it.
+    ``_real``: the resolved directory, when the caller (opening) has it;
+    ``_in_dir=False``: the caller's listing of ``run_dir`` has no
+    ``overview.h5`` (the first candidate), which then is not looked for.
     """
     import h5py
     from .file_access import FileAccess
-    for p in voview_paths_for_run(run_dir, _real=_real):
+    paths = voview_paths_for_run(run_dir, _real=_real)
+    for p in paths if _in_dir else paths[1:]:
         if not osp.isfile(p):
             continue
         try:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .records import readonly
 
-__all__ = ['RunIndex', 'any_conflict', 'find_conflicts', 'union_train_ids']
+__all__ = ['RunIndex', 'RunSummary', 'any_conflict', 'find_conflicts', 'union_train_ids']
 
 
 class _UsableTrains:
@@ -150,6 +150,21 @@ def find_conflicts(files, source_files, inc_suspect_trains=True) -> list:
     return conflicts
 
 
+@attrs.frozen
+class RunSummary:
+    """What opening asks of a :class:`RunIndex`, known ahead for a set of files.
+
+    The sorted train IDs (suspect trains included) and the control and
+    instrument source names. The index cache keeps one beside its conflict
+    verdict, so that a warm open of a run takes them from there instead of
+    deriving them from every file (:meth:`RunIndex.build`, ``summary=``).
+    """
+    train_ids: np.ndarray = attrs.field(eq=attrs.cmp_using(eq=np.array_equal),
+                                        repr=lambda a: f"<{len(a)} trains>")
+    control_sources: frozenset = attrs.field(repr=lambda s: f"<{len(s)} sources>")
+    instrument_sources: frozenset = attrs.field(repr=lambda s: f"<{len(s)} sources>")
+
+
 @attrs.define(frozen=True, slots=False, eq=False)
 class RunIndex:
     """Files of a collection and the tables derived from them.
@@ -162,12 +177,30 @@ class RunIndex:
     inc_suspect_trains: bool = True
 
     @classmethod
-    def build(cls, files, inc_suspect_trains=True, check_conflicts=True) -> 'RunIndex':
-        """Build the index, raising SourceConflictError if a source's trains collide."""
+    def build(cls, files, inc_suspect_trains=True, check_conflicts=True,
+              summary: RunSummary | None = None) -> 'RunIndex':
+        """Build the index, raising SourceConflictError if a source's trains collide.
+
+        ``summary``: the :meth:`summary` of these same files, known ahead (a
+        trusted cache's): its tables are taken instead of derived. It only
+        applies with suspect trains included, as it was made.
+        """
         ri = cls(tuple(files), bool(inc_suspect_trains))
+        if summary is not None and ri.inc_suspect_trains:
+            # Seeding memoised values: each equals what the property would compute.
+            d = ri.__dict__
+            d['train_ids'] = readonly(summary.train_ids, np.uint64)
+            d['control_sources'] = summary.control_sources
+            d['instrument_sources'] = summary.instrument_sources
         if check_conflicts:
             ri.check_conflicts()
         return ri
+
+    def summary(self) -> RunSummary:
+        """Train IDs and source names of these files, suspect trains included."""
+        tids = (self.train_ids if self.inc_suspect_trains
+                else union_train_ids(self.files, True))
+        return RunSummary(tids, self.control_sources, self.instrument_sources)
 
     def __eq__(self, other):
         if not isinstance(other, RunIndex):
