@@ -8,7 +8,7 @@ references), which numpy's ``==`` ignores.
 import h5py
 import pytest
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -230,9 +230,9 @@ int_dtypes = hnp.integer_dtypes(endianness='?') | hnp.unsigned_integer_dtypes(en
 
 
 @st.composite
-def progressions(draw):
+def progressions(draw, dtypes=int_dtypes):
     """Arithmetic progressions and constant arrays (stored compactly), wrapping too."""
-    dt = draw(int_dtypes)
+    dt = draw(dtypes)
     info = np.iinfo(dt)
     n = draw(st.integers(0, 300))
     start = draw(st.integers(int(info.min), int(info.max)))
@@ -311,3 +311,74 @@ def test_cache_body_round_trip(run, same_path):
     # A changed size is a miss.
     stale = [(p, n, stat(fi, 1)) for (p, n, _), fi in zip(requests, run.values())]
     assert contents.file_indexes(stale) == ({}, {})
+
+
+# -- lazily decoded records: what passes the check decodes ----------------------------
+
+_tier0_arrays = (progressions(st.just(np.dtype(np.uint64)))
+                 | hnp.arrays(np.uint64, st.integers(0, 20))
+                 | hnp.arrays(np.bool_, st.integers(0, 20)))
+# Damage an entry could have, field by field: another tag, dtype, shape or payload.
+_damage = [
+    st.sampled_from(['a', 'ar', 'af', 'ao', 'x', None]),
+    st.sampled_from(['<u8', '|b1', '<i8', '>u8', '<f8', 8, None]),
+    st.one_of(st.lists(st.integers(-1, 30), max_size=2), st.integers(0, 5), st.none()),
+    st.one_of(st.binary(max_size=40),
+              st.lists(st.integers(-2**65, 2**65), min_size=2, max_size=2),   # (start, step)
+              st.lists(st.integers(-2**65, 2**65), max_size=3),
+              st.booleans(), st.integers(-1, 2**65), st.floats(), st.none()),
+]
+
+
+@settings(max_examples=400)
+@given(_tier0_arrays, st.sampled_from([-1, 0, 1, 2, 3, 3, 3]), st.data())
+def test_a_checked_array_entry_decodes(a, field, data):
+    """_ArrayTable.length accepts an entry only if decoding it gives that many elements.
+
+    Records made from the cache decode their arrays on first use, when a
+    failure could no longer be a cache miss: the check must be exact.
+    ``field`` -1: the entry as encoded; else that field is damaged.
+    """
+    entry = list(_cache_codec._enc_array(a))
+    if field >= 0:
+        entry[field] = data.draw(_damage[field])
+    dt_str = np.dtype(a.dtype).str
+    try:
+        n = _cache_codec._checked_length(entry, dt_str)
+    except (ValueError, TypeError):
+        assert field >= 0   # an undamaged entry always passes
+        return
+    back = _cache_codec._dec_array(entry)
+    assert back.dtype.str == dt_str and back.shape == (n,)
+    if field < 0:
+        assert back.tobytes() == a.tobytes()
+
+
+def test_records_from_the_cache_decode_no_array_until_asked(tmp_path):
+    """A warm open with a run summary decodes no train-ID array; asking for one does."""
+    import os
+    import pickle
+
+    import xfeldata
+    from xfeldata import _tiers
+    from xfeldata.testing import make_demo_run
+    os.environ['XFELDATA_CACHE'] = str(tmp_path / 'cache')
+    try:
+        make_demo_run(tmp_path / 'r0001', n_trains=6, n_modules=2)
+        cold = xfeldata.RunDirectory(tmp_path / 'r0001')
+        _tiers.MEMO.clear()
+        index_cache.forget_runs()
+        warm = xfeldata.RunDirectory(tmp_path / 'r0001')
+        assert warm.train_ids == cold.train_ids and warm.all_sources == cold.all_sources
+        fis = warm._index.files
+        assert all(type(fi) is _cache_codec._CachedFileIndex for fi in fis)
+        assert fis[0]._table.decoded == [None] * len(fis[0]._table.decoded)
+        for fi, ref in zip(fis, cold._index.files):
+            assert fi == ref and hash(fi) == hash(ref)
+            assert_arrays_identical(fi.train_ids, ref.train_ids)
+            assert_arrays_identical(fi.valid, ref.valid)
+            back = pickle.loads(pickle.dumps(fi))
+            assert type(back) is FileIndex and back == fi
+            assert repr(back) == repr(fi)
+    finally:
+        del os.environ['XFELDATA_CACHE']

@@ -266,3 +266,19 @@ def test_summary_is_not_used_without_suspect_trains(run_dir):
     assert run.train_ids == [t for t in range(10000, 10010) if t != 10007]
     new_process()
     assert xfeldata.RunDirectory(run_dir).train_ids == list(range(10000, 10010))
+
+
+def test_the_garbage_collector_is_on_again_after_opening(run_dir):
+    import gc
+    xfeldata.RunDirectory(run_dir)
+    new_process()
+    assert gc.isenabled()
+    xfeldata.RunDirectory(run_dir)   # a warm open pauses it while decoding
+    assert gc.isenabled()
+    gc.disable()
+    try:   # and leaves it off if it was off
+        new_process()
+        xfeldata.RunDirectory(run_dir)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

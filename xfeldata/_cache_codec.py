@@ -15,7 +15,9 @@ import h5py
 import msgpack
 import numpy as np
 
-from .core.records import FileIndex, FileMeta, KeyInfo, SourceFileIndex, SourceKeys
+from .core.records import (_SET_CONTROL, _SET_DIGEST, _SET_INSTRUMENT, _SET_LEGACY,
+                           _SET_MTIME, _SET_PATH, _SET_SIZE, FileIndex, FileMeta, KeyInfo,
+                           SourceFileIndex, SourceKeys, _object_new)
 
 _MAGIC = 'xfeldata-index-cache'
 # Paths from the filesystem may hold lone surrogates (non-UTF-8 names decoded
@@ -449,7 +451,7 @@ class CacheContents:
     Raises ValueError (or another exception, for msgpack garbage) when the
     body is malformed as a whole; a malformed entry is found when it is used.
     """
-    __slots__ = ('sources', 'arrays', 'columns', 'positions', '_tids', '_valid',
+    __slots__ = ('sources', 'arrays', 'columns', 'positions', 'table',
                  'conflict_free', 'summary')
 
     def __init__(self, body: bytes):
@@ -467,8 +469,7 @@ class CacheContents:
         self.arrays = arrays
         self.columns = columns
         self.positions = dict(zip(columns[0], range(len(columns[0]))))
-        self._tids = [None] * len(arrays)
-        self._valid = [None] * len(arrays)
+        self.table = _ArrayTable(arrays)
         #: Set from the file's header: the tier-0 records of all its entries,
         #: together, have no source conflict (suspect trains included).
         self.conflict_free = False
@@ -483,15 +484,6 @@ class CacheContents:
         return tuple(frozenset().union(*[sources[i] for i in set(refs)])
                      for refs in (ctrl, inst))
 
-    def _array(self, ref, decoded, dtype):
-        a = decoded[ref]
-        if a is None:
-            a = _dec_array(self.arrays[ref])
-            if a.dtype != dtype or a.ndim != 1:
-                raise ValueError("malformed FileIndex entry")
-            decoded[ref] = a
-        return a
-
     def file_indexes(self, requests, log=None) -> tuple:
         """Tier 0 of the requested files that the cache holds, as they are now.
 
@@ -502,13 +494,15 @@ class CacheContents:
         is logged with ``log``, a logging function).
 
         One loop with everything bound to locals: it runs once per file of
-        the run on every warm open.
+        the run on every warm open. The records' arrays are checked here but
+        decoded on first use (:class:`_CachedFileIndex`): opening a run whose
+        cache has a run summary reads none of them.
         """
         (_, sizes, mtimes, paths, tids, valid, ctrl, inst, legacy, digests,
          tiers) = self.columns
-        positions, sources = self.positions, self.sources
-        t_dec, v_dec, array = self._tids, self._valid, self._array
-        make, build = FileIndex._from_fields, FileIndex.build
+        positions, sources, table = self.positions, self.sources, self.table
+        length = table.length
+        make, build = _CachedFileIndex._make, FileIndex.build
         found, pending = {}, {}
         for path, name, st in requests:
             pos = positions.get(name)
@@ -518,13 +512,8 @@ class CacheContents:
                 size, mtime = sizes[pos], mtimes[pos]
                 if size != st.st_size or mtime != st.st_mtime:
                     continue
-                t = t_dec[tids[pos]]
-                if t is None:
-                    t = array(tids[pos], t_dec, _UINT64)
-                v = v_dec[valid[pos]]
-                if v is None:
-                    v = array(valid[pos], v_dec, _BOOL)
-                if len(t) != len(v):
+                t, v = tids[pos], valid[pos]
+                if length(t, _UINT64_STR) != length(v, _BOOL_STR):
                     raise ValueError("malformed FileIndex entry")
                 lg = legacy[pos]
                 lg = () if lg is None else _dec_value(lg)
@@ -533,11 +522,11 @@ class CacheContents:
                 if paths[pos] == path:
                     # The stored digest is reused (see the decoders above):
                     # the CRC guards it.
-                    fi = make(path, size, mtime, t, v, sources[ctrl[pos]],
+                    fi = make(path, size, mtime, table, t, v, sources[ctrl[pos]],
                               sources[inst[pos]], lg, digests[pos])
                 else:   # same run through another path: the path is in the digest
-                    fi = build(path, size, mtime, t, v, sources[ctrl[pos]],
-                               sources[inst[pos]], lg)
+                    fi = build(path, size, mtime, table.array(t), table.array(v),
+                               sources[ctrl[pos]], sources[inst[pos]], lg)
             except Exception as e:   # a damaged entry is a miss, whatever its damage
                 if log is not None:
                     log("Ignoring damaged index cache entry for %s: %s", path, e)
@@ -564,3 +553,130 @@ class CacheContents:
 
 _UINT64 = np.dtype(np.uint64)
 _BOOL = np.dtype(np.bool_)
+# How the encoder writes these dtypes (_enc_dtype): entries of another byte
+# order decode to arrays of another dtype, which a FileIndex cannot hold.
+_UINT64_STR = _UINT64.str
+_BOOL_STR = _BOOL.str
+
+
+class _ArrayTable:
+    """The arrays of one cache body, decoded on first use, each once.
+
+    :meth:`length` checks an entry without decoding it, so thoroughly that
+    decoding it later cannot fail: records made from checked entries
+    decode their arrays when first asked (:class:`_CachedFileIndex`).
+    """
+    __slots__ = ('arrays', 'decoded', 'lengths')
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+        self.decoded = [None] * len(arrays)
+        self.lengths = {}   # (ref, dtype string) -> length, for checked entries
+
+    def length(self, ref, dt_str) -> int:
+        """The length of 1-D array entry ``ref`` of dtype ``dt_str``; ValueError if malformed."""
+        n = self.lengths.get((ref, dt_str))
+        if n is None:
+            n = self.lengths[ref, dt_str] = _checked_length(self.arrays[ref], dt_str)
+        return n
+
+    def array(self, ref) -> np.ndarray:
+        """Array entry ``ref``, decoded (call :meth:`length` first)."""
+        a = self.decoded[ref]
+        if a is None:
+            a = self.decoded[ref] = _dec_array(self.arrays[ref])
+        return a
+
+
+def _checked_length(obj, dt_str) -> int:
+    """The length of a 1-D array entry of dtype ``dt_str``, if it decodes; else ValueError."""
+    tag, dt, shape, data = obj
+    if dt != dt_str or type(shape) is not list or len(shape) != 1:
+        raise ValueError("malformed FileIndex entry")
+    n = shape[0]
+    if type(n) is not int or n < 0:
+        raise ValueError("malformed FileIndex entry")
+    if tag == 'a':
+        ok = type(data) is bytes and len(data) == n * _SIMPLE_DTYPES_SIZE[dt_str]
+    elif tag == 'ar':   # as _enc_array writes them: start and step within the dtype
+        ok = (dt_str == _UINT64_STR and type(data) is list and len(data) == 2
+              and all(type(x) is int and 0 <= x < 2**64 for x in data))
+    elif tag == 'af':
+        ok = (type(data) is bool) if dt_str == _BOOL_STR else (
+            type(data) is int and 0 <= data < 2**64)
+    else:
+        ok = False
+    if not ok:
+        raise ValueError("malformed FileIndex entry")
+    return n
+
+
+_SIMPLE_DTYPES_SIZE = {_UINT64_STR: 8, _BOOL_STR: 1}
+
+# FileIndex's slots for its arrays (a subclass's properties hide them).
+_TRAIN_IDS_SLOT = FileIndex.__dict__['train_ids']
+_VALID_SLOT = FileIndex.__dict__['valid']
+
+
+class _CachedFileIndex(FileIndex):
+    """A :class:`FileIndex` from the index cache, its arrays decoded when first used.
+
+    Opening a run from a cache with a run summary needs none of its files'
+    train IDs: this saves decoding them (an array or two per aggregator and
+    sequence). In all else it is a FileIndex: equal (by digest) to the same
+    record scanned from the file, and pickled (or copied) as a plain one.
+    """
+    __slots__ = ('_table', '_t_ref', '_v_ref')
+
+    @classmethod
+    def _make(cls, path, size, mtime, table, t_ref, v_ref, control_sources,
+              instrument_sources, legacy_pairs, digest):
+        self = _object_new(cls)
+        _SET_PATH(self, path)
+        _SET_SIZE(self, size)
+        _SET_MTIME(self, mtime)
+        _SET_TABLE(self, table)
+        _SET_T_REF(self, t_ref)
+        _SET_V_REF(self, v_ref)
+        _SET_CONTROL(self, control_sources)
+        _SET_INSTRUMENT(self, instrument_sources)
+        _SET_LEGACY(self, legacy_pairs)
+        _SET_DIGEST(self, digest)
+        return self
+
+    def _decode(self):
+        # Checked when made (_ArrayTable.length): this cannot fail. Two
+        # threads may both decode; they set equal arrays.
+        table = self._table
+        _TRAIN_IDS_SLOT.__set__(self, table.array(self._t_ref))
+        _VALID_SLOT.__set__(self, table.array(self._v_ref))
+
+    @property
+    def train_ids(self) -> np.ndarray:
+        try:
+            return _TRAIN_IDS_SLOT.__get__(self)
+        except AttributeError:
+            self._decode()
+            return _TRAIN_IDS_SLOT.__get__(self)
+
+    @property
+    def valid(self) -> np.ndarray:
+        try:
+            return _VALID_SLOT.__get__(self)
+        except AttributeError:
+            self._decode()
+            return _VALID_SLOT.__get__(self)
+
+    def __repr__(self):
+        return 'FileIndex' + FileIndex.__repr__(self)[len('_CachedFileIndex'):]
+
+    def __reduce__(self):
+        return (FileIndex._from_fields,
+                (self.path, self.size, self.mtime, self.train_ids, self.valid,
+                 self.control_sources, self.instrument_sources, self.legacy_pairs,
+                 self.digest))
+
+
+_SET_TABLE = _CachedFileIndex._table.__set__
+_SET_T_REF = _CachedFileIndex._t_ref.__set__
+_SET_V_REF = _CachedFileIndex._v_ref.__set__

@@ -13,6 +13,7 @@ makes them on demand).
 from __future__ import annotations
 
 import fnmatch
+import operator
 import os
 import os.path as osp
 import warnings
@@ -117,8 +118,13 @@ def _may_have_usr_overview(real) -> bool:
 def _listing(path) -> tuple:
     """(:func:`_h5_names` of ``path``, whether it holds an ``overview.h5``): one listdir."""
     listed = os.listdir(path)
-    return (sorted(n for n in listed if n.endswith('.h5') and n.lower() != 'overview.h5'),
-            'overview.h5' in listed)
+    names = sorted(filter(_is_h5_name, listed))
+    if 11 in set(map(len, names)):   # len('overview.h5'), in any case
+        names = [n for n in names if n.lower() != 'overview.h5']
+    return names, 'overview.h5' in listed
+
+
+_is_h5_name = operator.methodcaller('endswith', '.h5')
 
 
 def list_run_files(path, include='*'):
@@ -154,15 +160,19 @@ def run_file_indexes(path, include='*', file_filter=None, *, parallelize=True,
         vo = voview.find_file_valid(path, _real=real, _in_dir=has_overview)
         if vo is not None:
             return [vo.index]
-    stats, requests = {}, []   # requests: (path, name, stat) for the cache, if listed
-    stat = os.stat
-    for p, n in zip(files, names) if files_from_listing else zip(files, files):
-        try:
-            stats[p] = st = stat(p)
-        except OSError:
-            continue
-        requests.append((p, n, st))
+    try:
+        stats = dict(zip(files, map(os.stat, files)))
+    except OSError:   # a file went away since the listing (or cannot be stat-ed)
+        stats = {}
+        for p in files:
+            try:
+                stats[p] = os.stat(p)
+            except OSError:
+                pass
     if files_from_listing:
+        # (path, name, stat) of each file, for the cache
+        requests = (list(zip(files, names, stats.values())) if len(stats) == len(files)
+                    else [(p, n, stats[p]) for p, n in zip(files, names) if p in stats])
         cached = index_cache._load(path, requests, real)
     else:
         cached = index_cache.load(path, stats)

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import gc
 import hashlib
 import logging
+import operator
 import os
 import os.path as osp
 import threading
@@ -170,7 +172,7 @@ def _read_cache_file(path) -> dict | None:
 
 @contextlib.contextmanager
 def _gc_paused():
-    """Pause the cyclic garbage collector (also usable as a decorator).
+    """Pause the cyclic garbage collector.
 
     Never leaves it disabled: it is enabled again on exit if it was on.
     """
@@ -181,6 +183,24 @@ def _gc_paused():
     finally:
         if enabled:
             gc.enable()
+
+
+def _gc_paused_call(fn):
+    """``fn`` with the cyclic garbage collector paused while it runs (as :func:`_gc_paused`).
+
+    A plain wrapper: opening a run calls one, and a generator-based context
+    manager costs a few frames more.
+    """
+    @functools.wraps(fn)
+    def paused(*args, **kwargs):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+    return paused
 
 
 def _parse_cache(data: bytes, path='<bytes>') -> CacheContents | None:
@@ -240,7 +260,10 @@ def _pack_cache(run_dir: str, files: dict, conflict_free=False) -> bytes:
 
 
 def _digests(fis) -> frozenset:
-    return frozenset([fi.digest for fi in fis])
+    return frozenset(map(_DIGEST, fis))
+
+
+_DIGEST = operator.attrgetter('digest')
 
 
 def known_conflict_free(file_indexes) -> bool:
@@ -544,7 +567,7 @@ def load(run_dir, paths_stats: Mapping[str, os.stat_result]) -> dict:
     return _load(run_dir, _requests(paths_stats, _in_dir_filter(run_dir)))
 
 
-@_gc_paused()   # decoding makes many small objects; see _parse_cache
+@_gc_paused_call   # decoding makes many small objects; see _parse_cache
 def _load(run_dir: str, requests, _real=None) -> dict:
     """:func:`load` for ``requests``: ``(path, name, stat)`` of files in ``run_dir``.
 
@@ -569,8 +592,10 @@ def _load(run_dir: str, requests, _real=None) -> dict:
             if known.key == found[fpath].key:
                 found[fpath] = known   # a record stays one object for the process
         index.update(found)
-        for fkey, tiers in pending.items():
-            memo.pending.setdefault(fkey, tiers)
+        waiting = memo.pending
+        for fkey in pending.keys() & waiting.keys():   # those already waiting stay
+            del pending[fkey]
+        waiting.update(pending)
     with _known_lock:
         _KNOWN_RUNS.setdefault(run_dir, {}).update(found)
         _ON_DISK.setdefault(path, {}).update(found)
@@ -586,7 +611,7 @@ def _load(run_dir: str, requests, _real=None) -> dict:
     return found
 
 
-@_gc_paused()
+@_gc_paused_call
 def save(run_dir, file_indexes: Iterable) -> bool:
     """Save every known tier of the given files to the run's cache file.
 

@@ -19,6 +19,7 @@ import numpy as np
 from . import _open, _tiers, index_cache, locality
 from .core import selection as _sel
 from .core.names import DETECTOR_SOURCE_RE, normalise_proposal, normalise_run
+from .core.records import FileIndex
 from .core.runindex import RunIndex
 from .core.trains import select_train_ids, split_trains as _split_slices
 from .exceptions import MultiRunError, NoUsableFilesError, SourceNameError
@@ -45,7 +46,9 @@ class DataCollection:
     def __init__(self, files, sources_data=None, train_ids=None, aliases=None,
                  ctx_closes=False, *, inc_suspect_trains=True, is_single_run=False,
                  alias_files=None):
-        fis = tuple(f.index if isinstance(f, FileAccess) else f for f in files)
+        fis = tuple(files)
+        if not all(map(FileIndex.__instancecheck__, fis)):   # isinstance over all, in C
+            fis = tuple(f.index if isinstance(f, FileAccess) else f for f in fis)
         # The conflict check is skipped for records known to pass it (the
         # index cache's verdict, or a check done earlier in this process).
         # A known verdict may come with the records' RunSummary: the train
