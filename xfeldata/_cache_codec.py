@@ -501,8 +501,15 @@ class CacheContents:
         (_, sizes, mtimes, paths, tids, valid, ctrl, inst, legacy, digests,
          tiers) = self.columns
         positions, sources, table = self.positions, self.sources, self.table
-        length = table.length
-        make, build = _CachedFileIndex._make, FileIndex.build
+        length, build = table.length, FileIndex.build
+        checked = set()   # (train-ID ref, validity ref) pairs of equal lengths
+        # Records made here, slot by slot (as FileIndex._from_fields does):
+        # a function call per file would cost as much again in a new process.
+        new, cls = _object_new, _CachedFileIndex
+        set_path, set_size, set_mtime, set_table, set_t, set_v = (
+            _SET_PATH, _SET_SIZE, _SET_MTIME, _SET_TABLE, _SET_T_REF, _SET_V_REF)
+        set_ctrl, set_inst, set_legacy, set_digest = (
+            _SET_CONTROL, _SET_INSTRUMENT, _SET_LEGACY, _SET_DIGEST)
         found, pending = {}, {}
         for path, name, st in requests:
             pos = positions.get(name)
@@ -513,8 +520,10 @@ class CacheContents:
                 if size != st.st_size or mtime != st.st_mtime:
                     continue
                 t, v = tids[pos], valid[pos]
-                if length(t, _UINT64_STR) != length(v, _BOOL_STR):
-                    raise ValueError("malformed FileIndex entry")
+                if (t, v) not in checked:
+                    if length(t, _UINT64_STR) != length(v, _BOOL_STR):
+                        raise ValueError("malformed FileIndex entry")
+                    checked.add((t, v))
                 lg = legacy[pos]
                 lg = () if lg is None else _dec_value(lg)
                 if type(lg) is not tuple:
@@ -522,8 +531,17 @@ class CacheContents:
                 if paths[pos] == path:
                     # The stored digest is reused (see the decoders above):
                     # the CRC guards it.
-                    fi = make(path, size, mtime, table, t, v, sources[ctrl[pos]],
-                              sources[inst[pos]], lg, digests[pos])
+                    fi = new(cls)
+                    set_path(fi, path)
+                    set_size(fi, size)
+                    set_mtime(fi, mtime)
+                    set_table(fi, table)
+                    set_t(fi, t)
+                    set_v(fi, v)
+                    set_ctrl(fi, sources[ctrl[pos]])
+                    set_inst(fi, sources[inst[pos]])
+                    set_legacy(fi, lg)
+                    set_digest(fi, digests[pos])
                 else:   # same run through another path: the path is in the digest
                     fi = build(path, size, mtime, table.array(t), table.array(v),
                                sources[ctrl[pos]], sources[inst[pos]], lg)
@@ -627,22 +645,6 @@ class _CachedFileIndex(FileIndex):
     record scanned from the file, and pickled (or copied) as a plain one.
     """
     __slots__ = ('_table', '_t_ref', '_v_ref')
-
-    @classmethod
-    def _make(cls, path, size, mtime, table, t_ref, v_ref, control_sources,
-              instrument_sources, legacy_pairs, digest):
-        self = _object_new(cls)
-        _SET_PATH(self, path)
-        _SET_SIZE(self, size)
-        _SET_MTIME(self, mtime)
-        _SET_TABLE(self, table)
-        _SET_T_REF(self, t_ref)
-        _SET_V_REF(self, v_ref)
-        _SET_CONTROL(self, control_sources)
-        _SET_INSTRUMENT(self, instrument_sources)
-        _SET_LEGACY(self, legacy_pairs)
-        _SET_DIGEST(self, digest)
-        return self
 
     def _decode(self):
         # Checked when made (_ArrayTable.length): this cannot fail. Two

@@ -121,7 +121,9 @@ def _cache_file(run_dir, _real=None) -> str | None:
     if root is None:
         return None
     resolved = osp.realpath(os.fspath(run_dir)) if _real is None else _real
-    name = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:32]
+    # BLAKE2b, as the records' digests: OpenSSL's SHA-256 would cost more on
+    # its first use in a process than the rest of finding the file.
+    name = hashlib.blake2b(os.fsencode(resolved), digest_size=16).hexdigest()
     return osp.join(root, f'index-v{CACHE_VERSION}', f'{name}.msgpack')
 
 
@@ -300,6 +302,9 @@ def note_conflict_free(file_indexes, summary=None) -> None:
         _CONFLICT_FREE[key] = summary
 
 
+_UINT64_LE = np.dtype('<u8')
+
+
 def _unpack_summary(contents: CacheContents):
     """The RunSummary of every entry of ``contents`` (ValueError if malformed).
 
@@ -308,7 +313,9 @@ def _unpack_summary(contents: CacheContents):
     whose strings are decoded already.
     """
     from .core.runindex import RunSummary
-    tids = np.frombuffer(contents.summary, dtype='<u8').astype(np.uint64, copy=False)
+    tids = np.frombuffer(contents.summary, dtype=_UINT64_LE)
+    if tids.dtype != np.uint64:   # a big-endian machine
+        tids = tids.astype(np.uint64)
     ctrl, inst = contents.source_unions()
     return RunSummary(tids, ctrl, inst)
 
