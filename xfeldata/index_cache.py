@@ -223,8 +223,12 @@ def _parse_cache(data: bytes, path='<bytes>') -> CacheContents | None:
             log.debug("Ignoring index cache %s: checksum mismatch", path)
             return None
         # Unpacking creates many small containers; the cyclic GC would run
-        # over them again and again (and find nothing).
-        with _gc_paused():
+        # over them again and again (and find nothing). Opening (_load) has
+        # paused it already.
+        if gc.isenabled():
+            with _gc_paused():
+                contents = CacheContents(body)
+        else:
             contents = CacheContents(body)
         contents.conflict_free = head.get('conflict_free') is True
         summary = head.get('summary')
