@@ -5,6 +5,7 @@ so these laws also check that a decoded record hashes and compares like the
 original; dtypes are compared including h5py's metadata (vlen strings, enums,
 references), which numpy's ``==`` ignores.
 """
+import attrs
 import h5py
 import pytest
 import numpy as np
@@ -379,6 +380,10 @@ def test_records_from_the_cache_decode_no_array_until_asked(tmp_path):
             assert_arrays_identical(fi.valid, ref.valid)
             back = pickle.loads(pickle.dumps(fi))
             assert type(back) is FileIndex and back == fi
-            assert repr(back) == repr(fi)
+            assert repr(fi).startswith('FileIndex(path=') and fi.path in repr(fi)
+            with pytest.raises(attrs.exceptions.FrozenInstanceError):
+                fi.train_ids = ref.train_ids
+            moved = attrs.evolve(fi, path='/elsewhere')
+            assert moved.path == '/elsewhere' and moved.train_ids is fi.train_ids
     finally:
         del os.environ['XFELDATA_CACHE']

@@ -669,6 +669,16 @@ class _CachedFileIndex(FileIndex):
             self._decode()
             return _VALID_SLOT.__get__(self)
 
+    # attrs' __init__ (attrs.evolve) sets fields with object.__setattr__:
+    # these store them as FileIndex does (the class stays frozen to users).
+    @train_ids.setter
+    def train_ids(self, value):
+        _TRAIN_IDS_SLOT.__set__(self, value)
+
+    @valid.setter
+    def valid(self, value):
+        _VALID_SLOT.__set__(self, value)
+
     def __repr__(self):
         return 'FileIndex' + FileIndex.__repr__(self)[len('_CachedFileIndex'):]
 
