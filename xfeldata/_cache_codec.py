@@ -636,6 +636,17 @@ _TRAIN_IDS_SLOT = FileIndex.__dict__['train_ids']
 _VALID_SLOT = FileIndex.__dict__['valid']
 
 
+def _lazy_array(slot) -> property:
+    """A property reading ``slot``, decoding the record's arrays first if it is unset."""
+    def get(self) -> np.ndarray:
+        try:
+            return slot.__get__(self)
+        except AttributeError:
+            self._decode()
+            return slot.__get__(self)
+    return property(get, slot.__set__)
+
+
 class _CachedFileIndex(FileIndex):
     """A :class:`FileIndex` from the index cache, its arrays decoded when first used.
 
@@ -653,31 +664,11 @@ class _CachedFileIndex(FileIndex):
         _TRAIN_IDS_SLOT.__set__(self, table.array(self._t_ref))
         _VALID_SLOT.__set__(self, table.array(self._v_ref))
 
-    @property
-    def train_ids(self) -> np.ndarray:
-        try:
-            return _TRAIN_IDS_SLOT.__get__(self)
-        except AttributeError:
-            self._decode()
-            return _TRAIN_IDS_SLOT.__get__(self)
-
-    @property
-    def valid(self) -> np.ndarray:
-        try:
-            return _VALID_SLOT.__get__(self)
-        except AttributeError:
-            self._decode()
-            return _VALID_SLOT.__get__(self)
-
-    # attrs' __init__ (attrs.evolve) sets fields with object.__setattr__:
-    # these store them as FileIndex does (the class stays frozen to users).
-    @train_ids.setter
-    def train_ids(self, value):
-        _TRAIN_IDS_SLOT.__set__(self, value)
-
-    @valid.setter
-    def valid(self, value):
-        _VALID_SLOT.__set__(self, value)
+    # Each reads FileIndex's slot, decoding first if unset. The setter is
+    # for attrs' __init__ (attrs.evolve), which sets fields with
+    # object.__setattr__; users still meet a frozen class.
+    train_ids = _lazy_array(_TRAIN_IDS_SLOT)
+    valid = _lazy_array(_VALID_SLOT)
 
     def __repr__(self):
         return 'FileIndex' + FileIndex.__repr__(self)[len('_CachedFileIndex'):]
