@@ -496,8 +496,16 @@ def test_unwritten_datasets_read_as_fill_but_virtual_ones_are_read(tmp_path, mon
     from xfeldata import _direct, _tiers
     from xfeldata._execute import execute
     from xfeldata.core.plan import ReadPlan, ReadStep
+    class PlainFile:   # a FileAccess stand-in for these files, which are not EuXFEL files
+        def __init__(self, path):
+            self.filename, self.file = path, h5py.File(path, 'r')
+
+        def dataset(self, name):
+            dsid = h5py.h5d.open(self.file.id, name.encode())
+            return dsid, dsid.shape
+
     opened = {}
-    monkeypatch.setattr(_tiers, 'h5file', lambda p: opened.setdefault(p, h5py.File(p, 'r')))
+    monkeypatch.setattr(_tiers, 'file_access', lambda p: opened.setdefault(p, PlainFile(p)))
     src = tmp_path / 'src.h5'
     with h5py.File(src, 'w') as f:
         f.create_dataset('real', data=np.arange(6, dtype=np.uint16))
@@ -520,8 +528,8 @@ def test_unwritten_datasets_read_as_fill_but_virtual_ones_are_read(tmp_path, mon
                           _direct.Unwritten)
     with h5py.File(vds, 'r') as f:
         assert _direct.storage_chunks(f['v'].id, str(vds), '/v') == 'virtual dataset'
-    for f in opened.values():
-        f.close()
+    for fa in opened.values():
+        fa.file.close()
 
 
 def _run_with_pulse_ids(d, ids_by_module):

@@ -94,11 +94,12 @@ def _missing(path, name):
                     "but this file does not have it)")
 
 
-def _dataset(f, path, name):
+def _dataset(fa, name) -> tuple:
+    """``(DatasetID, shape)`` of dataset ``name`` of a FileAccess (kept open with its file)."""
     try:
-        return h5py.h5d.open(f.id, name.encode())
+        return fa.dataset(name)
     except _OPEN_ERRORS:
-        raise _missing(path, name) from None
+        raise _missing(fa.filename, name) from None
 
 
 def _select(dsid, ranges, slab):
@@ -180,21 +181,25 @@ def execute(plan: ReadPlan, out=None, *, decode_strings=True, read_path=None,
     if not plan.steps or out.size == 0:
         return out
     roi = roi_from_key(plan.roi) if plan.roi else ()
-    from ._tiers import h5file
+    from ._tiers import file_access
     strings = plan.dtype.hasobject or out.dtype.hasobject
     path = _read_path(read_path)
     steps = plan.steps
-    handles = {}    # one lookup (and stat) per file, not per read
-    dsids = {}      # one open per dataset, shared by both paths
+    handles = {}    # FileAccess per file: one lookup (and stat) per file, not per read
+    dsids = {}      # (DatasetID, shape) per dataset, shared by both paths
 
-    def dataset(p, name):
+    def opened(p, name):
         d = dsids.get((p, name))
         if d is None:
-            f = handles.get(p)
-            if f is None:
-                f = handles[p] = h5file(p)
-            d = dsids[(p, name)] = _dataset(f, p, name)
+            fa = handles.get(p)
+            if fa is None:
+                fa = handles[p] = file_access(p)
+                fa.file   # open, and the most recently used for the open-files limiter
+            d = dsids[(p, name)] = _dataset(fa, name)
         return d
+
+    def dataset(p, name):
+        return opened(p, name)[0]
 
     # 'auto' leaves a read smaller than one chunk worth a thread (one train of
     # a control key, say) to h5py: the direct path could only add its checks.
@@ -208,15 +213,15 @@ def execute(plan: ReadPlan, out=None, *, decode_strings=True, read_path=None,
             steps = tuple(sorted((s for _, (_, part) in left for s in part),
                                  key=lambda s: s.dst_start))
     for block in read_blocks(steps, plan.entry_nbytes, **block_options):
-        f = handles.get(block.path)
-        if f is None:
-            f = handles[block.path] = h5file(block.path)
         part = steps[block.step_start:block.step_stop]
         try:
             if strings:
-                _read_high_level(f, block, part, roi, out)
+                fa = handles.get(block.path)
+                if fa is None:
+                    fa = handles[block.path] = file_access(block.path)
+                _read_high_level(fa.file, block, part, roi, out)
             else:
-                _read_block(dataset(block.path, block.dataset), block, part, roi, out)
+                _read_block(*opened(block.path, block.dataset), block, part, roi, out)
         except _READ_ERRORS as e:
             raise FileStructureError(
                 f"cannot read {block.dataset} rows {block.src_start}:{block.src_stop}: {e}",
@@ -226,8 +231,8 @@ def execute(plan: ReadPlan, out=None, *, decode_strings=True, read_path=None,
     return out
 
 
-def _check_length(dsid_or_ds, block, part, path):
-    n = dsid_or_ds.shape[0] if dsid_or_ds.shape else 0
+def _check_length(shape, block, part, path):
+    n = shape[0] if shape else 0
     stop = max(s.src_stop for s in part)
     if stop > n:
         # TypeError is what EXtra-data raises here (h5py cannot broadcast the
@@ -238,9 +243,9 @@ def _check_length(dsid_or_ds, block, part, path):
             "(xfeldata validate reports it)")
 
 
-def _read_block(dsid, block, part, roi, out):
-    _check_length(dsid, block, part, block.path)
-    inner = dsid.shape[1:]
+def _read_block(dsid, shape, block, part, roi, out):
+    _check_length(shape, block, part, block.path)
+    inner = shape[1:]
     slab = _hyperslab_roi(roi, inner) if roi else ((0,) * len(inner), inner, (1,) * len(inner))
     if slab is None:
         _read_numpy_roi(dsid, block, part, roi, out, inner)
@@ -307,7 +312,7 @@ def _read_high_level(f, block, part, roi, out):
     ds = f.get(block.dataset)
     if not isinstance(ds, h5py.Dataset):
         raise _missing(block.path, block.dataset)
-    _check_length(ds, block, part, block.path)
+    _check_length(ds.shape, block, part, block.path)
     moved = _moved_axes(roi)
     for s in part:
         rows = ds[s.src_start:s.src_stop]

@@ -452,7 +452,7 @@ def virtual_dataset(kd, filename=None):
             if not isinstance(ds, h5py.Dataset):
                 raise _missing(s.path, s.dataset)
             vs = sources[s.path] = (h5py.VirtualSource(ds), ds)
-        _check_length(vs[1], s, [s], s.path)
+        _check_length(vs[1].shape, s, [s], s.path)
         layout[s.dst_start:s.dst_stop] = vs[0][s.src_start:s.src_stop]
     if filename is None:
         fd, filename = tempfile.mkstemp(suffix='-karabo-data-vds.h5')

@@ -75,6 +75,11 @@ MEMO = TierMemo()
 
 def h5file(fi_or_path):
     """The open h5py.File for a record or path, through the limiter."""
+    return file_access(fi_or_path).file
+
+
+def file_access(fi_or_path):
+    """The FileAccess of a record or path (its file is opened when used)."""
     from .file_access import FileAccess
     if isinstance(fi_or_path, FileIndex):
         # The usual case, once per tier loaded: the FileAccess made for this
@@ -82,8 +87,8 @@ def h5file(fi_or_path):
         fa = FileAccess._registry.get(fi_or_path.path)
         if fa is None or fa.index is not fi_or_path:
             fa = FileAccess(fi_or_path.path, _cache_info=fi_or_path)
-        return fa.file
-    return FileAccess(fi_or_path).file
+        return fa
+    return FileAccess(fi_or_path)
 
 
 def file_index(path, stat=None) -> FileIndex:

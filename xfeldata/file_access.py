@@ -112,6 +112,54 @@ def init_open_files_limiter():
 open_files_limiter = init_open_files_limiter()
 
 
+class _OpenDatasets:
+    """Open HDF5 datasets of open files, with their shapes; the most recently used kept.
+
+    Reading one train of many keys opens each dataset again and again, and
+    HDF5's open and dataspace queries cost more than such a small read. A
+    dataset stays open while its file is (:meth:`FileAccess._close_handle`
+    drops the file's), for at most ``max_open`` datasets in the process
+    (some 13 kB of HDF5 memory each).
+    """
+    def __init__(self, max_open=512):
+        self.max_open = max_open
+        self._lock = threading.Lock()
+        self._lru = OrderedDict()   # (filename, dataset name) -> (DatasetID, shape)
+        self._by_file = {}          # filename -> {dataset name}
+
+    def get(self, fa: 'FileAccess', name: str) -> tuple:
+        """``(h5py.h5d.DatasetID, shape)`` of ``name`` in ``fa``'s file (KeyError if missing)."""
+        import h5py
+        key = (fa.filename, name)
+        with self._lock:
+            got = self._lru.get(key)
+            if got is not None and got[0].valid:   # (closed if someone closed the h5py.File)
+                self._lru.move_to_end(key)
+                return got
+        f = fa.file   # outside the lock: opening may close another file (drop_file)
+        dsid = h5py.h5d.open(f.id, name.encode())
+        got = (dsid, dsid.shape)
+        with self._lock:
+            self._lru[key] = got
+            self._lru.move_to_end(key)
+            self._by_file.setdefault(fa.filename, set()).add(name)
+            while len(self._lru) > self.max_open:
+                (fname, dname), _ = self._lru.popitem(last=False)
+                names = self._by_file[fname]
+                names.discard(dname)
+                if not names:
+                    del self._by_file[fname]
+        return got
+
+    def drop_file(self, filename: str) -> None:
+        with self._lock:
+            for name in self._by_file.pop(filename, ()):
+                self._lru.pop((filename, name), None)
+
+
+open_datasets = _OpenDatasets()
+
+
 class FileAccess:
     """Access to one EuXFEL HDF5 file (one instance per absolute path).
 
@@ -182,7 +230,9 @@ class FileAccess:
         """The open ``h5py.File`` (opened on demand, read-only)."""
         from ._scan import open_h5
         with self._lock:
-            if self._file is None:
+            # Also reopened if someone closed the h5py.File itself.
+            if self._file is None or not self._file.id.valid:
+                open_datasets.drop_file(self.filename)
                 self._file = open_h5(self.filename)
         open_files_limiter.touch(self.filename)
         return self._file
@@ -191,8 +241,16 @@ class FileAccess:
     def valid(self):
         return self._file is not None
 
+    def dataset(self, name: str) -> tuple:
+        """``(h5py.h5d.DatasetID, shape)`` of dataset ``name``, kept open with the file.
+
+        KeyError (or h5py's error) if the file has no such dataset.
+        """
+        return open_datasets.get(self, name)
+
     def _close_handle(self):
         with self._lock:
+            open_datasets.drop_file(self.filename)
             if self._file is not None:
                 try:
                     self._file.close()

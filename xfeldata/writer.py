@@ -590,7 +590,7 @@ def _create_virtual(f: h5py.File, path: str, src: h5py.Dataset, plan, out_dir: s
             h = opened[s.path] = (dsid, name.encode('utf-8', 'surrogateescape'),
                                   s.dataset.encode('utf-8', 'surrogateescape'))
         dsid, fname, dname = h
-        _check_length(dsid, s, [s], s.path)
+        _check_length(dsid.shape, s, [s], s.path)
         sspace = dsid.get_space()
         sspace.select_hyperslab((s.src_start,) + zeros, (s.src_stop - s.src_start,) + entry)
         vsel = h5py.h5s.create_simple(shape, shape)
