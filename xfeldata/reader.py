@@ -314,7 +314,7 @@ class DataCollection:
                     files.append(fi)
         files.sort(key=lambda fi: fi.path)  # union is commutative
         inc = all(dc.inc_suspect_trains for dc in dcs)
-        index = RunIndex.build(files, inc)
+        index = RunIndex.build(files, inc, check_conflicts=False)   # checked below
         # Each part contributes, per source, the files it reads (for a source
         # with no selected train: its first file, as EXtra-data keeps it), or
         # the restriction a former union recorded, whole: so the grouping of
@@ -328,6 +328,14 @@ class DataCollection:
                      index.files_for_source(src), None, new_sel.train_ids, inc)} != set(paths)}
         if len(restr) != len(new_sel.files):
             new_sel = _sel.Selection.build(new_sel.train_ids, new_sel.source_map, restr)
+        # Conflicts matter for what the union reads: its sources, each in the
+        # files it uses. A source one part deselected may be in both parts'
+        # files (open_run(data='all') drops raw's copy of proc's sources so).
+        position = {fi.path: i for i, fi in enumerate(index.files)}
+        index.check_conflicts({
+            src: (index.source_files.get(src, ()) if src not in restr
+                  else tuple(sorted(position[p] for p in restr[src])))
+            for src in new_sel.source_names})
         from .aliases import merge_aliases
         aliases = merge_aliases(*(dc._aliases for dc in dcs))
         return DataCollection._make(index, new_sel, same_run(*dcs), False,
@@ -379,6 +387,11 @@ class DataCollection:
             return arr
         import pandas as pd
         idx = pd.DatetimeIndex(arr).tz_localize('UTC')
+        if pydatetime:
+            # datetime holds microseconds; the API gives milliseconds (and
+            # pandas would warn per train about dropping nanoseconds). In UTC,
+            # where no local clock change makes a time ambiguous.
+            idx = idx.floor('ms')
         if euxfel_local_time:
             idx = idx.tz_convert('Europe/Berlin')
         if pydatetime:

@@ -286,17 +286,29 @@ class RunIndex:
                 out.update(f.legacy_pairs)
         return out
 
-    def check_conflicts(self):
+    def check_conflicts(self, source_files=None):
+        """Raise SourceConflictError if a source has a train in two places.
+
+        ``source_files``: check only these sources, each in the files at
+        these positions (``{source: tuple of positions}``): a collection
+        reads only its selected sources, each from the files it uses.
+        Default: every source in every file holding it.
+        """
         from ..exceptions import source_conflict_error
         # Legacy names are soft links to their canonical source: checking the
         # canonical name covers them.
         legacy = self.legacy_sources
+        if source_files is None:
+            tuples = self._position_tuples(legacy)
+            srcs = self.source_files
+        else:
+            srcs = source_files
+            tuples = list({ix for s, ix in srcs.items() if s not in legacy})
         # Nearly every run has no conflict, which any_conflict proves cheaply;
         # find_conflicts then describes the ones there are.
-        if not any_conflict(self.files, self._position_tuples(legacy),
-                            self.inc_suspect_trains, _usable=self._usable):
+        if not any_conflict(self.files, tuples, self.inc_suspect_trains, _usable=self._usable):
             return
-        srcs = {s: ix for s, ix in self.source_files.items() if s not in legacy}
+        srcs = {s: ix for s, ix in srcs.items() if s not in legacy}
         conflicts = find_conflicts(self.files, srcs, self.inc_suspect_trains)
         if conflicts:
             raise source_conflict_error(conflicts)
