@@ -642,3 +642,32 @@ def test_file_with_user_block_is_copied_through_hdf5(tmp_path, monkeypatch):
         np.testing.assert_array_equal(
             f['INSTRUMENT/A/B/C:out/d/frames'][()],
             m.expected('A/B/C:out', 'd.frames', np.asarray(run.train_ids, np.uint64)))
+
+
+def test_writing_and_iterating_legacy_names_do_not_warn(tmp_path):
+    """Legacy names selected with the rest are written as links and read without the
+    DeprecationWarning meant for a user's own access by such a name."""
+    import warnings
+
+    from xfeldata.testing import Aggregator, RunSpec, write_run, xtdf_module
+    mod = xtdf_module('SPB_DET_AGIPD1M-1', 0, frames=2, raw=False, corr_names=True,
+                      legacy=True, frame_shape=(4, 4))
+    spec = RunSpec(train_ids=list(range(10000, 10004)), category='CORR',
+                   aggregators=[Aggregator('AGIPD00', [mod])])
+    run = xfeldata.RunDirectory(write_run(tmp_path / 'r0001', spec).directory)
+    old, new = 'SPB_DET_AGIPD1M-1/DET/0CH0:xtdf', 'SPB_DET_AGIPD1M-1/CORR/0CH0:output'
+    assert run.legacy_sources == {old: new}
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', DeprecationWarning)
+        run.write(tmp_path / 'out.h5', progress=False)
+        sel = run.select('*AGIPD*', 'image.*')   # keys selected under both names
+        sel.write(tmp_path / 'sel.h5', progress=False)
+        n = sum(1 for _ in run.trains())
+    assert n == 4
+    assert xfeldata.H5File(tmp_path / 'sel.h5')[new].keys() == sel[new].keys()
+    back = xfeldata.H5File(tmp_path / 'out.h5')
+    assert back.legacy_sources == {old: new}
+    np.testing.assert_array_equal(back[new, 'image.data'].ndarray(),
+                                  run[new, 'image.data'].ndarray())
+    with pytest.warns(DeprecationWarning, match='legacy name'):
+        run[old]   # a user's own access still warns

@@ -42,7 +42,6 @@ HDF5 entry reads as); ``KeyData`` methods give ``str``, as ``ndarray()`` does.
 """
 from __future__ import annotations
 
-import warnings
 
 import attrs
 import numpy as np
@@ -325,15 +324,13 @@ def layout_of_collection(dc) -> TrainLayout:
     """The :class:`TrainLayout` of every selected source and key of a DataCollection."""
     legacy = dc._index.legacy_sources
     sources = []
-    with warnings.catch_warnings():
-        # Selected legacy names are read like any source; the warning is for
-        # a user's own access by that name.
-        warnings.simplefilter('ignore', DeprecationWarning)
-        for name in sorted(dc._selection.source_names):
-            sd = dc._source_data(name)
-            kds = [sd[k] for k in sorted(sd.keys())]
-            sources.append(_Source(name, sd.section == 'CONTROL', name in legacy,
-                                   tuple(sd._files), _groups_of(name, kds)))
+    for name in sorted(dc._selection.source_names):
+        # Selected legacy names are read like any source, without the warning
+        # meant for a user's own access by that name.
+        sd = dc._source_data(name, warn=False)
+        kds = [sd[k] for k in sorted(sd.keys())]
+        sources.append(_Source(name, sd.section == 'CONTROL', name in legacy,
+                               tuple(sd._files), _groups_of(name, kds)))
     return TrainLayout(tuple(sources), dc.inc_suspect_trains)
 
 

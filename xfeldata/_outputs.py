@@ -255,7 +255,7 @@ def dataframe(dc, fields=None, *, timestamps=False):
     for src in sorted(dc.all_sources):
         if src in legacy and legacy[src] in dc.all_sources:
             continue
-        sd = dc._source_data(src)
+        sd = dc._source_data(src, warn=False)
         for key in sorted(sd.keys()):
             if sd.section == 'CONTROL' and key.endswith('.timestamp') and not timestamps:
                 continue

@@ -180,11 +180,14 @@ class DataCollection:
     def _section(self, source):
         return self._index.section_of(source)
 
-    def _source_data(self, source) -> SourceData:
+    def _source_data(self, source, warn=True) -> SourceData:
+        """SourceData of a selected source; ``warn``: a DeprecationWarning for a legacy name
+        (for a user's own access by that name; not when xfeldata reads every
+        selected source, to write or iterate)."""
         if source not in self._selection.source_names:
             raise SourceNameError(source, candidates=self._selection.source_names)
         legacy = self._index.legacy_sources
-        if source in legacy:
+        if warn and source in legacy:
             warnings.warn(f"{source!r} is a legacy name for {legacy[source]!r}: access via "
                           "this name will stop working; use the new name instead.",
                           DeprecationWarning, stacklevel=3)
@@ -230,7 +233,7 @@ class DataCollection:
     # -- selection -------------------------------------------------------------------------
     def _catalogue(self):
         def list_keys(src):
-            return frozenset(self._source_data(src).keys())
+            return frozenset(self._source_data(src, warn=False).keys())
         sections = {s: self._section(s) for s in self._selection.source_names}
         return _sel.Catalogue(sections, list_keys)
 

@@ -160,14 +160,15 @@ class FileWriter:
             canon = legacy.get(src)
             if canon is None:
                 continue
+            sd = data._source_data(src, warn=False)
             if canon not in jobs:   # only the old name was selected: write under the new
-                jobs[canon] = _Job(canon, data._section(src), data[src])
+                jobs[canon] = _Job(canon, data._section(src), sd)
             else:
                 # The old name is a link to the new one, so it can only show the
                 # same keys: write the keys selected under either name.
                 job = jobs[canon]
-                if job.sd.sel_keys is not None and not set(data[src].keys()) <= set(job.keys):
-                    keys = frozenset(job.sd.sel_keys) | frozenset(data[src].keys())
+                if job.sd.sel_keys is not None and not sd.keys() <= set(job.keys):
+                    keys = frozenset(job.sd.sel_keys) | frozenset(sd.keys())
                     legacy_names = job.legacy
                     job = jobs[canon] = _Job(canon, job.section,
                                              attrs.evolve(job.sd, sel_keys=keys))
