@@ -42,7 +42,6 @@ HDF5 entry reads as); ``KeyData`` methods give ``str``, as ``ndarray()`` does.
 """
 from __future__ import annotations
 
-
 import attrs
 import numpy as np
 
