@@ -162,3 +162,49 @@ def test_unwritable_cache_folder_is_harmless(cache, tmp_path):
     data = _write(path)
     assert _table(path, 'a')[1] == 1
     np.testing.assert_array_equal(_read(path, 'a', data), data)
+
+
+# -- the folder's size cap ------------------------------------------------------------
+
+@pytest.mark.parametrize('env, expected', [
+    (None, _chunk_cache.DEFAULT_MAX_MB * 2**20), ('0.5', 2**19), ('0', 0),
+    ('lots', _chunk_cache.DEFAULT_MAX_MB * 2**20), ('nan', _chunk_cache.DEFAULT_MAX_MB * 2**20),
+    ('inf', _chunk_cache.DEFAULT_MAX_MB * 2**20), ('-3', 0),
+])
+def test_size_cap_from_the_environment(monkeypatch, env, expected):
+    if env is None:
+        monkeypatch.delenv('XFELDATA_CHUNK_CACHE_MAX_MB', raising=False)
+    else:
+        monkeypatch.setenv('XFELDATA_CHUNK_CACHE_MAX_MB', env)
+    assert _chunk_cache.max_bytes() == expected
+
+
+def test_the_least_recently_used_tables_go_first(cache, tmp_path, monkeypatch):
+    paths = []
+    for i in range(4):
+        p = tmp_path / f'f{i}.h5'
+        _write(p, value=i)
+        paths.append(p)
+    folder = cache / f'chunks-v{_chunk_cache.CACHE_VERSION}'
+    t0 = time.time() - 1000
+    for i, p in enumerate(paths[:3]):   # f0, f1, f2 cached, in that order of use
+        _table(p, 'a')
+        os.utime(_chunk_cache.cache_file(p), (t0 + i, t0 + i))
+    sizes = {p: os.path.getsize(_chunk_cache.cache_file(p)) for p in paths[:3]}
+    assert _table(paths[0], 'a')[1] == 0   # a load: f0 is now the most recently used
+    # Room for about two files: caching f3 removes f1, then f2; f0 and f3 stay.
+    limit = int((max(sizes.values()) * 2 + 50) / 0.8) + 1
+    monkeypatch.setenv('XFELDATA_CHUNK_CACHE_MAX_MB', str(limit / 2**20))
+    _table(paths[3], 'a')
+    left = {n for n in os.listdir(folder) if n.endswith('.msgpack')}
+    assert left == {os.path.basename(_chunk_cache.cache_file(p)) for p in (paths[0], paths[3])}
+    assert sum(os.path.getsize(folder / n) for n in left) <= limit
+    assert _table(paths[1], 'a')[1] == 1   # removed: read from the file again
+
+
+def test_a_zero_cap_writes_nothing(cache, tmp_path, monkeypatch):
+    monkeypatch.setenv('XFELDATA_CHUNK_CACHE_MAX_MB', '0')
+    _write(tmp_path / 'f.h5')
+    assert _table(tmp_path / 'f.h5', 'a')[1] == 1
+    assert _table(tmp_path / 'f.h5', 'a')[1] == 1
+    assert not (cache / f'chunks-v{_chunk_cache.CACHE_VERSION}').exists()

@@ -22,6 +22,12 @@ and checked on load (array lengths, chunk origins on the chunk grid, byte
 ranges inside the file). Anything unusable is a miss: the table is read from
 the file again. Nothing here raises because of the cache.
 
+Size: the folder is kept under ``$XFELDATA_CHUNK_CACHE_MAX_MB`` (default
+1024 MB): a write that takes it over deletes the least recently used cache
+files (a load marks its file used) until it is under 80% of that. A module
+file's tables take about a megabyte, so the cap matters on small home
+folders. ``0`` stops writing tables at all.
+
 Encoding: a msgpack map; each table's arrays as raw little-endian bytes,
 compressed with zlib level 1 (chunk origins on a regular grid compress about
 7x). No pickle: a cache folder may be shared. Writes are atomic (temporary
@@ -43,7 +49,8 @@ from .core.h5chunks import StorageChunks
 from .index_cache import cache_root
 from .run_files_map import atomic_write
 
-__all__ = ['CACHE_VERSION', 'MIN_CHUNKS', 'cache_file', 'file_identity', 'load', 'store']
+__all__ = ['CACHE_VERSION', 'MIN_CHUNKS', 'DEFAULT_MAX_MB', 'cache_file', 'file_identity',
+           'load', 'store', 'max_bytes', 'prune']
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,58 @@ CACHE_VERSION = 1
 #: under about 1.5 ms, less than reading a cache file costs to be worth it.
 MIN_CHUNKS = 1024
 _MAGIC = 'xfeldata-chunk-tables'
+#: Default cap of the folder's size, in MB (``$XFELDATA_CHUNK_CACHE_MAX_MB``).
+DEFAULT_MAX_MB = 1024
+
+
+def max_bytes() -> int:
+    """The folder's size cap, from ``$XFELDATA_CHUNK_CACHE_MAX_MB`` (the default if unset or bad)."""
+    env = os.environ.get('XFELDATA_CHUNK_CACHE_MAX_MB', '').strip()
+    try:
+        return max(0, int(float(env or DEFAULT_MAX_MB) * 2**20))
+    except (ValueError, OverflowError):   # not a number, NaN or infinite
+        log.debug("Ignoring XFELDATA_CHUNK_CACHE_MAX_MB=%r: not a number of MB", env)
+        return DEFAULT_MAX_MB * 2**20
+
+
+def prune(folder, limit: int, keep=None) -> int:
+    """Delete the least recently used ``*.msgpack`` files of ``folder`` while it holds
+    more than ``limit`` bytes, down to 80% of it (never ``keep``). Returns how many.
+
+    "Used" is the file's mtime: written, or marked by a load. Files another
+    process deletes meanwhile are passed over. Never raises.
+    """
+    entries, total = [], 0
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                if not e.name.endswith('.msgpack'):
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                entries.append((st.st_mtime_ns, e.path, st.st_size))
+                total += st.st_size
+    except OSError:
+        return 0
+    if total <= limit:
+        return 0
+    removed, target = 0, int(limit * 0.8)
+    for _, path, size in sorted(entries):
+        if total <= target:
+            break
+        if path == keep:
+            continue
+        try:
+            os.unlink(path)
+        except OSError:
+            continue
+        total -= size
+        removed += 1
+    if removed:
+        log.debug("Chunk cache %s: removed %d least recently used files", folder, removed)
+    return removed
 
 
 def file_identity(path) -> tuple:
@@ -147,6 +206,10 @@ def load(path, ident, name, shape, chunk_shape, dtype, filters) -> StorageChunks
         if blob is None:
             return None
         table = _decode(blob, ident[0])
+        try:
+            os.utime(cfile)   # used now: pruning removes the least recently used
+        except OSError:
+            pass   # a read-only cache folder
     except Exception as e:  # noqa: BLE001 - a damaged entry is a miss, whatever its damage
         log.debug("Ignoring chunk cache entry %s of %s: %s", name, path, e)
         return None
@@ -167,7 +230,8 @@ def store(path, ident, name, table: StorageChunks) -> bool:
         return False
     try:
         cfile = cache_file(path)
-        if cfile is None:
+        limit = max_bytes()
+        if cfile is None or limit == 0:
             return False
         head = _read(cfile)
         tables = dict(head['tables']) if head is not None and _current(head, path, ident) else {}
@@ -179,6 +243,7 @@ def store(path, ident, name, table: StorageChunks) -> bool:
                              use_bin_type=True)
         os.makedirs(osp.dirname(cfile), exist_ok=True)
         atomic_write(cfile, data)
+        prune(osp.dirname(cfile), limit, keep=cfile)
     except Exception as e:  # noqa: BLE001 - a cache must never break a read
         log.debug("Could not save chunk cache for %s: %s", path, e)
         return False
