@@ -10,7 +10,6 @@ line (in a subprocess, stopped with SIGINT). Servers bind port 0 (a free
 port) so tests can run in parallel; every wait has a timeout.
 """
 import errno
-import json
 import os
 import signal
 import socket

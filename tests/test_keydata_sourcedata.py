@@ -1,6 +1,5 @@
 """KeyData and SourceData faces on a synthetic demo run (API.md sections 3 and 4)."""
 import pickle
-import warnings
 from pathlib import Path
 
 import numpy as np
