@@ -198,3 +198,29 @@ def test_detector_sources_leave_out_legacy_names(tmp_path):
     assert legacy <= run.instrument_sources and corr <= run.instrument_sources
     assert run.detector_sources == corr
     assert run.select([next(iter(sorted(corr)))]).detector_sources == {sorted(corr)[0]}
+
+
+def test_legacy_names_warn_when_the_user_names_them(tmp_path):
+    import warnings as w
+
+    from xfeldata.testing import Aggregator, RunSpec, xtdf_module
+    mod = xtdf_module('SPB_DET_AGIPD1M-1', 0, frames=2, raw=False, corr_names=True,
+                      legacy=True, frame_shape=(4, 4))
+    spec = RunSpec(train_ids=list(range(10000, 10004)), category='CORR',
+                   aggregators=[Aggregator('AGIPD00', [mod])])
+    run = xfeldata.RunDirectory(write_run(tmp_path / 'r0001', spec).directory)
+    old, new = 'SPB_DET_AGIPD1M-1/DET/0CH0:xtdf', 'SPB_DET_AGIPD1M-1/CORR/0CH0:output'
+    for seln in (old, [old], [(old, 'image.*')], {old: None}, (s for s in [old, new])):
+        with pytest.warns(DeprecationWarning, match='legacy name') as rec:
+            sel = run.select(seln)
+        assert old in sel.all_sources and len(rec) == 1
+        assert rec[0].filename == __file__   # pointing at the caller's line
+    with w.catch_warnings():
+        w.simplefilter('error', DeprecationWarning)
+        run.select('*')
+        run.select('*AGIPD*', 'image.*')
+        run.select([new])
+        run.select(run.select('*'))   # a data object: names the user did not write
+    with pytest.warns(DeprecationWarning, match='legacy name') as rec:
+        run[old]
+    assert rec[0].filename == __file__

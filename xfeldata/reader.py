@@ -188,9 +188,7 @@ class DataCollection:
             raise SourceNameError(source, candidates=self._selection.source_names)
         legacy = self._index.legacy_sources
         if warn and source in legacy:
-            warnings.warn(f"{source!r} is a legacy name for {legacy[source]!r}: access via "
-                          "this name will stop working; use the new name instead.",
-                          DeprecationWarning, stacklevel=3)
+            _warn_legacy(source, legacy[source], stacklevel=4)
         return SourceData(source, self._section(source), self._source_files(source),
                           self._selection.keys_of(source), self._selection.train_ids,
                           legacy.get(source, source), self.is_single_run,
@@ -240,9 +238,34 @@ class DataCollection:
     def _seln_arg(self, seln):
         return selection_argument(seln)
 
+    def _warn_named_legacy(self, seln):
+        """Warn for each legacy source name ``seln`` spells out (not for one a glob matches).
+
+        ``seln`` as given to select: a string, a dict or a list (not a data
+        object, whose names the user did not write).
+        """
+        legacy = self._index.legacy_sources
+        if not legacy:
+            return
+        if isinstance(seln, str):
+            names = [seln]
+        elif isinstance(seln, dict):
+            names = list(seln)
+        else:
+            names = [x if isinstance(x, str) else x[0] for x in seln
+                     if isinstance(x, str) or (isinstance(x, tuple) and x)]
+        for name in dict.fromkeys(names):
+            if isinstance(name, str) and name in legacy:   # no glob character can match
+                _warn_legacy(name, legacy[name], stacklevel=4)
+
     def select(self, seln_or_source_glob, key_glob='*', require_all=False,
                require_any=False, *, warn_drop_trains_frac=1.):
         """Select sources and keys (globs, pairs, a dict, or another data object)."""
+        if not isinstance(seln_or_source_glob, (str, dict, DataCollection, SourceData)) \
+                and _is_iterable(seln_or_source_glob):
+            seln_or_source_glob = list(seln_or_source_glob)   # read twice below
+        if isinstance(seln_or_source_glob, (str, dict, list)):
+            self._warn_named_legacy(seln_or_source_glob)
         seln = self._seln_arg(seln_or_source_glob)
         new = _sel.select(self._selection, self._catalogue(), seln, key_glob)
         dc = self._evolve(selection=new)
@@ -564,6 +587,12 @@ class DataCollection:
         """
         from ._plot import plot_missing_data
         return plot_missing_data(self, min_saved_pct, expand_instrument)
+
+
+def _warn_legacy(source, canonical, stacklevel):
+    warnings.warn(f"{source!r} is a legacy name for {canonical!r}: access via this name "
+                  "will stop working; use the new name instead.", DeprecationWarning,
+                  stacklevel=stacklevel)
 
 
 def selection_argument(seln):
