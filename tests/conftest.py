@@ -24,3 +24,20 @@ def isolated_cache(tmp_path, monkeypatch):
     yield tmp_path / 'cache'
     _tiers.MEMO.clear()
     index_cache.forget_runs()
+
+
+@pytest.fixture
+def legacy_corr_run(tmp_path):
+    """``make(n_modules=1)``: a CORR run of AGIPD modules whose old ``DET/..:xtdf`` names
+    are soft links (legacy names) to ``CORR/..:output``, opened; 4 trains."""
+    import xfeldata
+    from xfeldata.testing import Aggregator, RunSpec, write_run, xtdf_module
+
+    def make(n_modules=1):
+        mods = [xtdf_module('SPB_DET_AGIPD1M-1', i, frames=2, raw=False, corr_names=True,
+                            legacy=True, frame_shape=(4, 4)) for i in range(n_modules)]
+        spec = RunSpec(train_ids=list(range(10000, 10004)), category='CORR',
+                       aggregators=[Aggregator(f'AGIPD{i:02d}', [m])
+                                    for i, m in enumerate(mods)])
+        return xfeldata.RunDirectory(write_run(tmp_path / 'r0001', spec).directory)
+    return make

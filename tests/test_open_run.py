@@ -184,13 +184,8 @@ def test_train_timestamps_forms(tmp_path):
         run.train_timestamps(euxfel_local_time=True)
 
 
-def test_detector_sources_leave_out_legacy_names(tmp_path):
-    from xfeldata.testing import Aggregator, RunSpec, xtdf_module
-    mods = [xtdf_module('SPB_DET_AGIPD1M-1', i, frames=2, raw=False, corr_names=True,
-                        legacy=True, frame_shape=(4, 4)) for i in range(2)]
-    spec = RunSpec(train_ids=list(range(10000, 10004)), category='CORR',
-                   aggregators=[Aggregator(f'AGIPD{i:02d}', [m]) for i, m in enumerate(mods)])
-    run = xfeldata.RunDirectory(write_run(tmp_path / 'r0001', spec).directory)
+def test_detector_sources_leave_out_legacy_names(legacy_corr_run):
+    run = legacy_corr_run(n_modules=2)
     corr = {f'SPB_DET_AGIPD1M-1/CORR/{i}CH0:output' for i in range(2)}
     legacy = {f'SPB_DET_AGIPD1M-1/DET/{i}CH0:xtdf' for i in range(2)}
     assert run.legacy_sources == {f'SPB_DET_AGIPD1M-1/DET/{i}CH0:xtdf':
@@ -200,15 +195,10 @@ def test_detector_sources_leave_out_legacy_names(tmp_path):
     assert run.select([next(iter(sorted(corr)))]).detector_sources == {sorted(corr)[0]}
 
 
-def test_legacy_names_warn_when_the_user_names_them(tmp_path):
+def test_legacy_names_warn_when_the_user_names_them(legacy_corr_run):
     import warnings as w
 
-    from xfeldata.testing import Aggregator, RunSpec, xtdf_module
-    mod = xtdf_module('SPB_DET_AGIPD1M-1', 0, frames=2, raw=False, corr_names=True,
-                      legacy=True, frame_shape=(4, 4))
-    spec = RunSpec(train_ids=list(range(10000, 10004)), category='CORR',
-                   aggregators=[Aggregator('AGIPD00', [mod])])
-    run = xfeldata.RunDirectory(write_run(tmp_path / 'r0001', spec).directory)
+    run = legacy_corr_run()
     old, new = 'SPB_DET_AGIPD1M-1/DET/0CH0:xtdf', 'SPB_DET_AGIPD1M-1/CORR/0CH0:output'
     for seln in (old, [old], [(old, 'image.*')], {old: None}, (s for s in [old, new])):
         with pytest.warns(DeprecationWarning, match='legacy name') as rec:

@@ -644,17 +644,12 @@ def test_file_with_user_block_is_copied_through_hdf5(tmp_path, monkeypatch):
             m.expected('A/B/C:out', 'd.frames', np.asarray(run.train_ids, np.uint64)))
 
 
-def test_writing_and_iterating_legacy_names_do_not_warn(tmp_path):
+def test_writing_and_iterating_legacy_names_do_not_warn(tmp_path, legacy_corr_run):
     """Legacy names selected with the rest are written as links and read without the
     DeprecationWarning meant for a user's own access by such a name."""
     import warnings
 
-    from xfeldata.testing import Aggregator, RunSpec, write_run, xtdf_module
-    mod = xtdf_module('SPB_DET_AGIPD1M-1', 0, frames=2, raw=False, corr_names=True,
-                      legacy=True, frame_shape=(4, 4))
-    spec = RunSpec(train_ids=list(range(10000, 10004)), category='CORR',
-                   aggregators=[Aggregator('AGIPD00', [mod])])
-    run = xfeldata.RunDirectory(write_run(tmp_path / 'r0001', spec).directory)
+    run = legacy_corr_run()
     old, new = 'SPB_DET_AGIPD1M-1/DET/0CH0:xtdf', 'SPB_DET_AGIPD1M-1/CORR/0CH0:output'
     assert run.legacy_sources == {old: new}
     with warnings.catch_warnings():
