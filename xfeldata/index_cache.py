@@ -272,17 +272,13 @@ def _digests(fis) -> frozenset:
 _DIGEST = operator.attrgetter('digest')
 
 
-def known_conflict_free(file_indexes) -> bool:
-    """Whether these records are known (cache verdict or earlier check) to hold no conflict.
+def known_run(file_indexes) -> tuple:
+    """``(known conflict-free, RunSummary or None)`` of exactly these records.
 
-    Exactly this set of records, by digest: a verdict on other files says
+    Known from the cache's verdict or a check earlier in this process, for
+    exactly this set of records (by digest): a verdict on other files says
     nothing about these.
     """
-    return known_run(file_indexes)[0]
-
-
-def known_run(file_indexes) -> tuple:
-    """``(known conflict-free, RunSummary or None)`` of exactly these records."""
     if not _CONFLICT_FREE:
         return False, None
     key = _digests(file_indexes)
