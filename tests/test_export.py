@@ -559,3 +559,30 @@ def test_append_detector_modules(detector_run):
 def test_append_detector_modules_without_detector(run):
     with pytest.raises(ValueError, match='no multi-module XTDF detector'):
         export.serve_data(run, 0, append_detector_modules=True, quiet=True)
+
+
+def test_push_send_after_the_client_left_does_not_hang(monkeypatch):
+    """The client may leave between the poll that saw it and the send: a PUSH socket
+    without peers must not block the send for good (it raised the timeout before)."""
+    from xfeldata.export import BridgeServer
+    server = BridgeServer('tcp://127.0.0.1:0', 'PUSH', timeout=0.3)
+    real_wait, polls = server._wait, []
+
+    def wait(flag, what):   # the first poll "sees" a client that is gone by the send
+        polls.append(what)
+        return True if len(polls) == 1 else real_wait(flag, what)
+    monkeypatch.setattr(server, '_wait', wait)
+    done = {}
+
+    def send():
+        try:
+            done['sent'] = server.send([b'frame'])
+        except TimeoutError as e:
+            done['timeout'] = str(e)
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    t.join(5)
+    server.stop()
+    assert not t.is_alive(), "send blocked with no client"   # (its socket left open)
+    server.close(0)
+    assert 'no client took a train for 0.3 s' in done['timeout'] and len(polls) == 2

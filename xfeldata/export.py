@@ -230,8 +230,17 @@ class BridgeServer:
             return False
         # copy=False: frames above zmq.COPY_THRESHOLD go out from the array
         # buffers themselves; smaller ones are copied (cheaper for them).
-        s.send_multipart(frames, copy=False)
-        return True
+        # NOBLOCK: a PUSH client that leaves between the poll and the send
+        # leaves no peer, and a blocking send would wait for one for good,
+        # deaf to stop() and the timeout. A message's parts go out together
+        # once its first part is taken.
+        while True:
+            try:
+                s.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                return True
+            except zmq.Again:
+                if not self._wait(zmq.POLLOUT, 'took a train'):
+                    return False
 
     def close(self, linger=CLOSE_LINGER):
         """Close the socket, flushing queued messages for up to ``linger`` s."""
